@@ -1,0 +1,81 @@
+"""RabbitMQ topology: the events exchange, its alternate exchange, service queues."""
+
+import asyncio
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+
+from contracts import topology
+
+
+def unrouted_name(exchange: str) -> str:
+    """Alternate exchange (and queue) for `exchange`'s events no service is bound to."""
+    return f"{exchange}.unrouted"
+
+
+async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """Declare the durable topic exchange; unroutable events are kept, not dropped."""
+    unrouted = await channel.declare_exchange(
+        unrouted_name(name), aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await channel.declare_queue(
+        unrouted_name(name),
+        durable=True,
+        arguments={"x-queue-type": "quorum", "x-max-length": 100_000},
+    )
+    await queue.bind(unrouted)
+    return await channel.declare_exchange(
+        name,
+        aio_pika.ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": unrouted_name(name)},
+    )
+
+
+async def declare_service_queue(
+    channel: AbstractChannel,
+    exchange: AbstractExchange,
+    *,
+    service: str,
+    prefix: str,
+    routing_keys: list[str],
+    delivery_limit: int,
+) -> AbstractQueue:
+    """Declare ``<prefix>.<service>`` (quorum, dead-lettered, delivery-limited) and bind it."""
+    dead = topology.dead_letter_name(service, prefix=prefix)
+    dead_exchange = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT, durable=True)
+    dead_queue = await channel.declare_queue(
+        dead, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead_queue.bind(dead_exchange)
+    queue = await channel.declare_queue(
+        topology.service_queue(service, prefix=prefix),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": dead,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-delivery-limit": delivery_limit,
+        },
+    )
+    for key in routing_keys:
+        await queue.bind(exchange, routing_key=key)
+    return queue
+
+
+async def connect(url: str) -> tuple[AbstractConnection, asyncio.Future[BaseException | None]]:
+    """Open a (non-robust) connection and a future that resolves when it is lost.
+
+    Klaxon's loops reconnect themselves (see `servicekit.reconnect`), so they
+    can redeclare their topology and report their state truthfully.
+    """
+    connection = await aio_pika.connect(url, timeout=10)
+    lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def on_close(_: object, exc: BaseException | None = None) -> None:
+        if not lost.done():
+            lost.set_result(exc)
+
+    connection.close_callbacks.add(on_close)
+    return connection, lost

@@ -1,0 +1,84 @@
+"""The command line every service shares: ``python -m <service> serve|migrate|...``."""
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from servicekit.auth import create_api_key
+from servicekit.db import create_engine, provision_schema, session_factory
+from servicekit.logging import configure_logging
+from servicekit.migrations import upgrade
+from servicekit.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What the CLI needs to know about a service."""
+
+    name: str
+    load_settings: Callable[[], ServiceSettings]
+    create_app: Callable[[ServiceSettings], FastAPI]
+    migrations: Path
+
+
+async def _create_key(settings: ServiceSettings, name: str, scopes: list[str]) -> None:
+    engine = create_engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            key = await create_api_key(session, name=name, scopes=scopes)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    print(
+        json.dumps({"id": str(key.id), "name": key.name, "scopes": key.scopes, "key": key.secret})
+    )
+
+
+def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
+    """Parse `argv` and run the command."""
+    parser = argparse.ArgumentParser(prog=service.name, description=f"Klaxon {service.name}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API and background loops")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("migrate", help="upgrade the service's schema to the latest revision")
+    provision = commands.add_parser(
+        "provision", help="create the service's Postgres role and schema (needs a superuser)"
+    )
+    provision.add_argument("--admin-url", default=os.environ.get("KLAXON_ADMIN_DATABASE_URL"))
+    provision.add_argument("--role", required=True)
+    provision.add_argument("--password", default=os.environ.get("KLAXON_ROLE_PASSWORD", ""))
+    key = commands.add_parser("create-api-key", help="create an API key and print it once")
+    key.add_argument("--name", default="admin")
+    key.add_argument("--scope", action="append", dest="scopes", default=None)
+    args = parser.parse_args(argv)
+
+    settings = service.load_settings()
+    configure_logging(settings.service_name, settings.log_level, json_lines=settings.log_json)
+    if args.command == "serve":
+        uvicorn.run(
+            service.create_app(settings),
+            host=args.host or settings.http_host,
+            port=args.port or settings.http_port,
+            log_config=None,
+            access_log=False,
+        )
+    elif args.command == "migrate":
+        asyncio.run(upgrade(settings, service.migrations))
+    elif args.command == "provision":
+        if not args.admin_url:
+            parser.error("provision needs --admin-url or KLAXON_ADMIN_DATABASE_URL")
+        asyncio.run(
+            provision_schema(
+                args.admin_url, schema=settings.db_schema, role=args.role, password=args.password
+            )
+        )
+    elif args.command == "create-api-key":
+        asyncio.run(_create_key(settings, args.name, args.scopes or ["admin"]))

@@ -1,0 +1,73 @@
+"""Database access bound to one service's schema, and the role that owns it."""
+
+import re
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from servicekit.settings import ServiceSettings
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    """An asyncpg engine whose connections see only the service's schema by default."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "search_path": settings.db_schema,
+                "application_name": settings.service_name,
+            }
+        },
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that never commit on their own; the caller owns the transaction."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain ``postgresql://`` DSN asyncpg wants, from a SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def _ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+async def provision_schema(admin_url: str, *, schema: str, role: str, password: str) -> None:
+    """Create (idempotently) a login role and a schema it owns; it gets nothing else.
+
+    Run once per service with a superuser URL. The role can create and use
+    objects in its own schema only: other services' schemas are owned by other
+    roles and grant it no USAGE.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        quoted_pw = await conn.fetchval("SELECT quote_literal($1)", password)
+        verb = "ALTER" if exists else "CREATE"
+        await conn.execute(f"{verb} ROLE {_ident(role)} LOGIN PASSWORD {quoted_pw}")
+        await conn.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)} AUTHORIZATION {_ident(role)}"
+        )
+        await conn.execute(f"ALTER SCHEMA {_ident(schema)} OWNER TO {_ident(role)}")
+        await conn.execute(f"REVOKE ALL ON SCHEMA {_ident(schema)} FROM PUBLIC")
+        await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {_ident(role)}")
+        await conn.execute(f"ALTER ROLE {_ident(role)} SET search_path = {_ident(schema)}")
+    finally:
+        await conn.close()

@@ -1,0 +1,27 @@
+"""Prometheus metrics shared by the plumbing; each is labelled with the service name."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PUBLISHED = Counter(
+    "klaxon_events_published_total", "Events the outbox relay published", ["service"]
+)
+EVENTS_CONSUMED = Counter(
+    "klaxon_events_consumed_total",
+    "Events the consumer finished, by outcome (handled, duplicate, failed, dead_lettered)",
+    ["service", "event_type", "outcome"],
+)
+HANDLER_SECONDS = Histogram(
+    "klaxon_event_handler_seconds",
+    "Time to handle one event, commit included",
+    ["service", "event_type"],
+)
+TIMERS_FIRED = Counter(
+    "klaxon_timers_fired_total",
+    "Timers run, by outcome (done, failed)",
+    ["service", "kind", "outcome"],
+)
+OUTBOX_BACKLOG = Gauge("klaxon_outbox_backlog", "Unsent outbox events", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "klaxon_outbox_oldest_age_seconds", "Age of the oldest unsent outbox event", ["service"]
+)
+QUEUE_DEPTH = Gauge("klaxon_queue_depth", "Messages waiting in the service's queue", ["service"])

@@ -1,0 +1,77 @@
+"""Alembic, run per service with the version table inside the service's own schema.
+
+A service keeps ``migrations/env.py`` (which calls `configure_from_env`) and
+``migrations/versions/`` in its package; `upgrade` runs them to head under an
+advisory lock, so replicas that start together migrate once.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from servicekit.settings import ServiceSettings
+from servicekit.tables import plumbing
+
+
+def _alembic_config(script_location: Path, schema: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["schema"] = schema
+    return config
+
+
+def _run_upgrade(connection: Connection, config: Config, revision: str) -> None:
+    schema = config.attributes["schema"]
+    connection.execute(text("SELECT pg_advisory_lock(hashtext(:s))"), {"s": f"migrate:{schema}"})
+    try:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    finally:
+        connection.execute(
+            text("SELECT pg_advisory_unlock(hashtext(:s))"), {"s": f"migrate:{schema}"}
+        )
+
+
+async def upgrade(settings: ServiceSettings, script_location: Path, revision: str = "head") -> None:
+    """Run the service's migrations up to `revision` against its schema."""
+    engine = create_async_engine(
+        settings.database_url,
+        connect_args={"server_settings": {"search_path": settings.db_schema}},
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(
+                _run_upgrade, _alembic_config(script_location, settings.db_schema), revision
+            )
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def configure_from_env(target_metadata: MetaData) -> None:
+    """Body of a service's ``migrations/env.py``: migrate on the connection it was given."""
+    config = context.config
+    connection: Connection = config.attributes["connection"]
+    schema: str = config.attributes["schema"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table_schema=schema,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def create_plumbing_tables(op: Any) -> None:
+    """Create the outbox, inbox, timer and API-key tables (call from a first migration)."""
+    plumbing.create_all(op.get_bind())
+
+
+def drop_plumbing_tables(op: Any) -> None:
+    """Drop what `create_plumbing_tables` made."""
+    plumbing.drop_all(op.get_bind())

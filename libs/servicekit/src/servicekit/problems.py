@@ -1,0 +1,147 @@
+"""Errors as ``application/problem+json`` (RFC 9457), mapped in one place.
+
+Use cases raise `Problem` subclasses; routes never build error responses by
+hand. Validation errors become 422 with one entry per field and reason.
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """A domain error with an HTTP status; subclass per kind of failure."""
+
+    status = 400
+    title = "Bad request"
+    type = "about:blank"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class NotFound(Problem):
+    """The thing asked for does not exist."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(Problem):
+    """The request conflicts with the current state."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Unprocessable(Problem):
+    """A field is invalid; `errors` names it and the reason."""
+
+    status = 422
+    title = "Invalid request"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", errors=[{"field": field, "reason": reason}])
+
+
+class PayloadTooLarge(Problem):
+    """The body or an attachment is over the limit."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(Problem):
+    """The content is not of an accepted type."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
+class Unauthorized(Problem):
+    """No valid credentials."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(Problem):
+    """Valid credentials without the needed scope."""
+
+    status = 403
+    title = "Forbidden"
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, instance: str | None = None, **extensions: Any
+) -> JSONResponse:
+    """Render a problem document."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic/FastAPI errors as ``[{field, reason}]``."""
+    return [
+        {"field": _field_name(tuple(err.get("loc", ()))), "reason": str(err.get("msg", "invalid"))}
+        for err in errors
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error the app can raise to problem+json."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            exc.status, exc.title, exc.detail, instance=request.url.path, **exc.extensions
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+        return problem_response(
+            422, "Invalid request", detail, instance=request.url.path, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
+            exc.status_code, "Error"
+        )
+        return problem_response(exc.status_code, title, str(exc.detail), instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            500,
+            "Internal error",
+            "The server failed; the error was logged.",
+            instance=request.url.path,
+        )

@@ -1,0 +1,140 @@
+"""One service's running parts, built in the FastAPI lifespan and kept on app.state.
+
+`Runtime` owns the engine, the session factory and the background loops
+(outbox relay, consumer, timer worker); `create_service_app` wires them with
+the health endpoints, problem+json errors and correlation ids.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.consumer import Consumer, Handler
+from servicekit.db import create_engine, session_factory
+from servicekit.health import health_router
+from servicekit.logging import correlation_id
+from servicekit.outbox import Relay
+from servicekit.problems import install_problem_handlers
+from servicekit.settings import ServiceSettings
+from servicekit.timers import TimerHandler, TimerWorker
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Engine, sessions and background loops of one service process."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+        timer_handlers: Mapping[str, TimerHandler] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings)
+        self.sessions = session_factory(self.engine)
+        self.started_at = time.time()
+        self.relay = Relay(settings, self.sessions) if settings.relay_enabled else None
+        self.consumer = (
+            Consumer(settings, self.sessions, handlers)
+            if settings.consumer_enabled and handlers
+            else None
+        )
+        self.timers = (
+            TimerWorker(settings, self.sessions, timer_handlers)
+            if settings.timers_enabled and timer_handlers
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the background loops."""
+        loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        if self.relay:
+            loops.append(("relay", self.relay.run))
+        if self.consumer:
+            loops.append(("consumer", self.consumer.run))
+        if self.timers:
+            loops.append(("timers", self.timers.run))
+        for name, run in loops:
+            self._tasks.append(
+                asyncio.create_task(run(), name=f"{self.settings.service_name}-{name}")
+            )
+
+    async def stop(self) -> None:
+        """Stop the loops and close the database pool."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.engine.dispose()
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime of the app serving `request`."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for one request; the route commits, anything else rolls back."""
+    async with get_runtime(request).sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    handlers: Mapping[str, Handler] | None = None,
+    timer_handlers: Mapping[str, TimerHandler] | None = None,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with the runtime in its lifespan, health endpoints and problem+json."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings, handlers=handlers, timer_handlers=timer_handlers)
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, version=settings.version, description=description, lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def correlate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        token = correlation_id.set(cid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        response.headers["X-Correlation-ID"] = cid
+        return response
+
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app

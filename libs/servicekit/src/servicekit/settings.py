@@ -1,0 +1,45 @@
+"""Settings every Klaxon service shares, read from ``KLAXON_*`` environment variables."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Common settings; a service subclasses this and adds its own.
+
+    Every duration is configurable (and says its unit) so tests can run
+    thirty-minute rules in seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KLAXON_", env_file=None, extra="ignore")
+
+    service_name: str = "klaxon"
+    version: str = "0.1.0"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/klaxon"
+    db_schema: str = Field(default="klaxon", pattern=r"^[a-z_][a-z0-9_]*$")
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    exchange: str = "klaxon.events"
+    queue_prefix: str = "klaxon"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    relay_enabled: bool = True
+    relay_batch_size: int = 200
+    relay_poll_interval_s: float = 1.0
+    consumer_enabled: bool = True
+    consumer_prefetch: int = 64
+    consumer_delivery_limit: int = 5
+    consumer_retry_delay_s: float = 0.5
+    timers_enabled: bool = True
+    timer_poll_interval_s: float = 0.5
+    timer_batch_size: int = 50
+    timer_retry_base_s: float = 5.0
+    timer_retry_max_s: float = 300.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 10.0
+    inbox_retention_s: float = 7 * 24 * 3600.0

@@ -1,0 +1,88 @@
+"""Tables every service keeps in its own schema: outbox, inbox, timers, API keys.
+
+The tables carry no schema name; each service's connections put its own schema
+first on the search_path, so the same definitions serve every service.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """A MetaData with Klaxon's constraint naming convention, so migrations are stable."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+plumbing = new_metadata()
+
+outbox_event = Table(
+    "outbox_event",
+    plumbing,
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("routing_key", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("correlation_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+inbox_event = Table(
+    "inbox_event",
+    plumbing,
+    Column("event_id", Uuid, primary_key=True),
+    Column("event_type", String(200), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_inbox_event_received_at", "received_at"),
+)
+
+timer = Table(
+    "timer",
+    plumbing,
+    Column("id", Uuid, primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("kind", String(100), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("kind", "key"),
+    Index("ix_timer_due_at", "due_at"),
+)
+
+api_key = Table(
+    "api_key",
+    plumbing,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", ARRAY(String(50)), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)

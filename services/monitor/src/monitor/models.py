@@ -1,0 +1,5 @@
+"""Tables of the monitor schema."""
+
+from servicekit.tables import new_metadata
+
+metadata = new_metadata()

@@ -1,0 +1,22 @@
+"""Outbox, inbox, timer and API-key tables.
+
+Revision ID: 0001
+Revises:
+"""
+
+from alembic import op
+
+from servicekit.migrations import create_plumbing_tables, drop_plumbing_tables
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_plumbing_tables(op)
+
+
+def downgrade() -> None:
+    drop_plumbing_tables(op)

@@ -1,0 +1,61 @@
+"""The outbox publishes exactly what was committed, once, whatever the broker does."""
+
+import uuid
+
+from contracts.intake import TicketFiled
+from servicekit.outbox import backlog, publish
+from tests.harness import Throwaway, eventually
+from tests.servicekit.helpers import (
+    PRODUCER,
+    effects,
+    prepared,
+    record_effect,
+    running,
+    ticket_filed,
+    wait_connected,
+)
+
+HANDLERS = {TicketFiled.event_type: record_effect}
+
+
+async def test_event_added_in_rolled_back_transaction_is_never_published(env: Throwaway) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        async with runtime.sessions() as session, session.begin():
+            await publish(session, ticket_filed("rolled back"), producer=PRODUCER)
+            await session.rollback()
+        async with runtime.sessions() as session, session.begin():
+            marker = await publish(session, ticket_filed("committed"), producer=PRODUCER)
+
+        await eventually(lambda: _has(runtime, marker.id))
+        assert [note for _, note in await effects(runtime)] == ["committed"]
+
+
+async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaway) -> None:
+    settings = await prepared(env, relay_batch_size=7)
+    async with running(settings, handlers=HANDLERS) as first, running(settings) as second:
+        await wait_connected(first)
+        await wait_connected(second)
+        ids: list[uuid.UUID] = []
+        for batch in range(20):
+            async with first.sessions() as session, session.begin():
+                for i in range(10):
+                    envelope = await publish(
+                        session, ticket_filed(f"{batch}-{i}"), producer=PRODUCER
+                    )
+                    ids.append(envelope.id)
+
+        await eventually(lambda: _count(first, len(ids)), timeout_s=30)
+        handled = [event_id for event_id, _ in await effects(first)]
+        assert sorted(handled) == sorted(ids)
+        async with first.sessions() as session:
+            assert (await backlog(session))[0] == 0
+
+
+async def _has(runtime, event_id: uuid.UUID) -> bool:  # type: ignore[no-untyped-def]
+    return any(e == event_id for e, _ in await effects(runtime))
+
+
+async def _count(runtime, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(await effects(runtime)) >= n
