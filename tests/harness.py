@@ -103,6 +103,7 @@ async def _delete_broker_objects(prefix: str) -> None:
         *(f"{n}.dead" for n in names),
         f"{prefix}.events.unrouted",
         f"{prefix}.baseline",
+        f"{prefix}.tap",
     ]
     exchanges = [f"{prefix}.events", f"{prefix}.events.unrouted", *(f"{n}.dead" for n in names)]
     with contextlib.suppress(Exception):

@@ -2,9 +2,11 @@
 
 import uuid
 
+import aio_pika
+
 from contracts.intake import TicketFiled
 from servicekit.outbox import backlog, publish
-from tests.harness import Throwaway, eventually
+from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.servicekit.helpers import (
     PRODUCER,
     effects,
@@ -37,6 +39,11 @@ async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaw
     async with running(settings, handlers=HANDLERS) as first, running(settings) as second:
         await wait_connected(first)
         await wait_connected(second)
+        # A plain queue on the same exchange sees every copy the relays published.
+        connection = await aio_pika.connect(AMQP_URL)
+        channel = await connection.channel()
+        tap = await channel.declare_queue(f"{env.prefix}.tap", durable=True)
+        await tap.bind(settings.exchange, routing_key="#")
         ids: list[uuid.UUID] = []
         for batch in range(20):
             async with first.sessions() as session, session.begin():
@@ -51,6 +58,14 @@ async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaw
         assert sorted(handled) == sorted(ids)
         async with first.sessions() as session:
             assert (await backlog(session))[0] == 0
+
+        published: list[str] = []
+        while len(published) < len(ids):
+            message = await tap.get(timeout=5, no_ack=True)
+            published.append(str(message.message_id))
+        assert await tap.get(fail=False) is None
+        assert sorted(published) == sorted(str(i) for i in ids)
+        await connection.close()
 
 
 async def _has(runtime, event_id: uuid.UUID) -> bool:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -20,8 +21,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, EventPayload
-from servicekit import metrics
-from servicekit.bus import declare_events_exchange
+from servicekit import bus, metrics
 from servicekit.db import asyncpg_dsn
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
@@ -91,20 +91,27 @@ class Relay:
                 await listener
 
     async def _publish_forever(self) -> None:
-        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+        connection, lost = await bus.connect(self.settings.amqp_url)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await declare_events_exchange(channel, self.settings.exchange)
+            exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
             self.connected = True
-            while True:
+            while not lost.done():
                 sent = await self.publish_batch(exchange)
                 if sent >= self.settings.relay_batch_size:
                     continue
                 self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wakeup.wait(), timeout=self.settings.relay_poll_interval_s
+                woken = asyncio.ensure_future(self._wakeup.wait())
+                waiters: set[asyncio.Future[Any]] = {woken, lost}
+                try:
+                    await asyncio.wait(
+                        waiters,
+                        timeout=self.settings.relay_poll_interval_s,
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
+                finally:
+                    woken.cancel()
+            raise ConnectionError(f"broker connection lost: {lost.result()}")
         finally:
             self.connected = False
             with contextlib.suppress(Exception):

@@ -1,0 +1,140 @@
+"""The consumer handles each event once, and no message can stop it."""
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope, topology
+from contracts.intake import TicketFiled
+from servicekit.settings import ServiceSettings
+from tests.harness import AMQP_URL, Throwaway, eventually
+from tests.servicekit.helpers import (
+    PRODUCER,
+    effects,
+    prepared,
+    record_effect,
+    running,
+    ticket_filed,
+    wait_connected,
+)
+
+HANDLERS = {TicketFiled.event_type: record_effect}
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[AbstractChannel]:
+    """A plain channel on the real broker, for publishing by hand."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        yield await connection.channel()
+
+
+async def _send(
+    channel: AbstractChannel, settings: ServiceSettings, body: bytes, routing_key: str
+) -> None:
+    exchange = await channel.get_exchange(settings.exchange)
+    await exchange.publish(
+        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        routing_key=routing_key,
+    )
+
+
+async def _dead_letters(channel: AbstractChannel, settings: ServiceSettings) -> list[bytes]:
+    name = topology.dead_letter_name("test", prefix=settings.queue_prefix)
+    queue = await channel.declare_queue(name, passive=True)
+    bodies = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        bodies.append(message.body)
+    return bodies
+
+
+async def test_redelivered_event_is_handled_once(env: Throwaway, channel: AbstractChannel) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        envelope = Envelope.wrap(ticket_filed("twice"), producer=PRODUCER)
+        for _ in range(3):
+            await _send(channel, settings, envelope.to_json(), envelope.type)
+        marker = Envelope.wrap(ticket_filed("marker"), producer=PRODUCER)
+        await _send(channel, settings, marker.to_json(), marker.type)
+
+        await eventually(lambda: _notes(runtime, {"twice", "marker"}))
+        assert sorted(note for _, note in await effects(runtime)) == ["marker", "twice"]
+
+
+async def test_malformed_messages_are_dead_lettered_and_consumer_keeps_going(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        good = Envelope.wrap(ticket_filed("good"), producer=PRODUCER)
+        bad_payload = good.model_copy(update={"id": uuid.uuid4(), "payload": {"ticket_id": 1}})
+        naive_time = json.loads(good.to_json()) | {"occurred_at": "2026-01-01T00:00:00"}
+        unknown_version = good.model_copy(update={"id": uuid.uuid4(), "version": 99})
+        garbage = [
+            b"not json at all",
+            b'{"id": "x"}',
+            json.dumps(naive_time).encode(),
+            bad_payload.to_json(),
+            unknown_version.to_json(),
+            b"\xff\xfe\x00",
+        ]
+        for body in garbage:
+            await _send(channel, settings, body, TicketFiled.event_type)
+        await _send(channel, settings, good.to_json(), good.type)
+
+        await eventually(lambda: _notes(runtime, {"good"}))
+        dead: list[bytes] = []
+
+        async def all_dead() -> bool:
+            dead.extend(await _dead_letters(channel, settings))
+            return len(dead) >= len(garbage)
+
+        await eventually(all_dead)
+        assert sorted(dead) == sorted(garbage)
+        assert runtime.consumer is not None
+        assert runtime.consumer.connected
+        assert [note for _, note in await effects(runtime)] == ["good"]
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env, consumer_delivery_limit=2)
+    attempts: list[uuid.UUID] = []
+
+    async def flaky(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        if payload.subject == "poison" or attempts.count(envelope.id) == 1:
+            raise RuntimeError("handler failed")
+        await record_effect(session, payload, envelope)
+
+    async with running(settings, handlers={TicketFiled.event_type: flaky}) as runtime:
+        await wait_connected(runtime)
+        poison = Envelope.wrap(ticket_filed("poison"), producer=PRODUCER)
+        transient = Envelope.wrap(ticket_filed("transient"), producer=PRODUCER)
+        await _send(channel, settings, poison.to_json(), poison.type)
+        await _send(channel, settings, transient.to_json(), transient.type)
+
+        await eventually(lambda: _notes(runtime, {"transient"}))
+        dead: list[bytes] = []
+
+        async def poison_dead() -> bool:
+            dead.extend(await _dead_letters(channel, settings))
+            return bool(dead)
+
+        await eventually(poison_dead)
+        assert [Envelope.from_json(body).id for body in dead] == [poison.id]
+        assert attempts.count(transient.id) == 2
+        assert attempts.count(poison.id) == 3  # first delivery + delivery_limit redeliveries
+        assert [note for _, note in await effects(runtime)] == ["transient"]
+
+
+async def _notes(runtime, wanted: set[str]) -> bool:  # type: ignore[no-untyped-def]
+    return {note for _, note in await effects(runtime)} >= wanted
