@@ -1,12 +1,51 @@
 """The intake service's FastAPI app."""
 
-from fastapi import FastAPI
+from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from intake.api import router
+from intake.handlers import HANDLERS
+from intake.schemas import TicketCreate
 from intake.settings import Settings
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
 
+DESCRIPTION = (
+    "Ticket API for the support portal. A CRITICAL ticket pages the on-call engineer at "
+    "once; every filed ticket is published as `ticket.filed`. Send `Authorization: Bearer "
+    "<key>` on every /v1 call, and an `Idempotency-Key` on POST /v1/tickets so a retry "
+    "never files twice."
+)
+
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app; its database and broker connections open in the lifespan."""
-    return create_service_app(settings or Settings(), title="Klaxon intake")
+    app = create_service_app(
+        settings or Settings(),
+        title="Klaxon intake",
+        routers=[router],
+        handlers=HANDLERS,
+        description=DESCRIPTION,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            # POST /v1/tickets parses its own body (JSON or multipart), so FastAPI
+            # does not see TicketCreate; publish it for the hand-written requestBody.
+            model = TicketCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(model.pop("$defs", {}))
+            components["TicketCreate"] = model
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

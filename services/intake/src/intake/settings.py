@@ -9,3 +9,17 @@ class Settings(ServiceSettings):
     service_name: str = "intake"
     db_schema: str = "intake"
     http_port: int = 8001
+
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachments_per_ticket: int = 10
+    json_body_max_bytes: int = 1024 * 1024
+    """Cap of a JSON body, and of the non-file parts of a multipart body."""
+    status_page_update_promise_min: int = 30
+    """Minutes within which a CRITICAL reporter is promised a status-page update."""
+
+    @property
+    def request_body_max_bytes(self) -> int:
+        """Cap of a whole multipart body: every attachment at its limit, plus the fields."""
+        return self.attachments_per_ticket * (self.attachment_max_bytes + 16 * 1024) + (
+            self.json_body_max_bytes
+        )

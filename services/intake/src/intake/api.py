@@ -1,0 +1,350 @@
+"""The /v1 REST API: thin routes that parse, call one use case, commit and respond."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from contracts.common import Severity
+from intake import keys, products, reports, tickets
+from intake.errors import Unprocessable
+from intake.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    AttachmentRead,
+    CriticalUsageReport,
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+    TicketCreate,
+    TicketPage,
+    TicketRead,
+    TicketStatus,
+)
+from intake.settings import Settings
+from intake.uploads import read_capped, read_multipart
+from servicekit.auth import Principal, require_scope
+from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
+from servicekit.runtime import RuntimeDep, SessionDep
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    """The intake settings of the running service."""
+    settings = runtime.settings
+    if isinstance(settings, Settings):
+        return settings
+    return Settings.model_validate(settings.model_dump())
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Writer = Annotated[Principal, Depends(require_scope("tickets:write"))]
+Reader = Annotated[Principal, Depends(require_scope("tickets:read"))]
+Admin = Annotated[Principal, Depends(require_scope("admin"))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Retries with the same key and body replay the first response.",
+    ),
+]
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, **_PROBLEM}
+    for code, text in (
+        (401, "No API key, or an unknown or revoked one"),
+        (403, "The API key lacks the scope"),
+        (404, "Not found"),
+        (422, "Invalid field (errors name each field and reason)"),
+    )
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    413: {"description": "Attachment or body over the limit", **_PROBLEM},
+    415: {
+        "description": "Not JSON/multipart, or an attachment that is not an image, PDF or text",
+        **_PROBLEM,
+    },
+}
+_TICKET_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/TicketCreate"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["ticket"],
+                    "properties": {
+                        "ticket": {
+                            "type": "string",
+                            "description": "The ticket as JSON (TicketCreate).",
+                        },
+                        "attachments": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Screenshots (PNG, JPEG, GIF, WebP), PDFs, logs.",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+_FILES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "attachments": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+router = APIRouter(prefix="/v1")
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _parse_ticket(raw: bytes | str) -> TicketCreate:
+    try:
+        return TicketCreate.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@router.post(
+    "/tickets",
+    tags=["tickets"],
+    status_code=201,
+    response_model=TicketRead,
+    responses=_UPLOAD_ERRORS,
+    openapi_extra=_TICKET_BODY,
+    summary="File a ticket (JSON, or multipart with attachments)",
+)
+async def file_ticket(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """File a ticket; a CRITICAL one pages the on-call engineer. 201 means it will be delivered."""
+    media_type = _media_type(request)
+    if media_type == "application/json":
+        data = _parse_ticket(await read_capped(request, settings.json_body_max_bytes))
+        uploads: list[tickets.Upload] = []
+    elif media_type == "multipart/form-data":
+        body = await read_multipart(request, settings)
+        if "ticket" not in body.fields:
+            raise Unprocessable("ticket", "send the ticket as JSON in a form field named 'ticket'")
+        data = _parse_ticket(body.fields["ticket"])
+        uploads = [upload for _, upload in body.files]
+    else:
+        raise UnsupportedMediaType("send application/json or multipart/form-data")
+    filed = await tickets.file_ticket(
+        session=session,
+        data=data,
+        uploads=uploads,
+        api_key_id=principal.key_id,
+        idempotency=idempotency_key,
+        settings=settings,
+    )
+    await session.commit()
+    headers = {"Location": f"/v1/tickets/{filed.body['id']}"}
+    if filed.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(filed.body, status_code=filed.status_code, headers=headers)
+
+
+@router.get("/tickets", tags=["tickets"], response_model=TicketPage, responses=_ERRORS)
+async def list_tickets(
+    session: SessionDep,
+    _: Reader,
+    status: TicketStatus | None = None,
+    severity: Severity | None = None,
+    product: Annotated[str | None, Query(max_length=100)] = None,
+    organization: Annotated[str | None, Query(max_length=200)] = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> TicketPage:
+    """Tickets newest first; pass `next_cursor` back as `cursor` for the next page."""
+    filters = tickets.TicketFilter(
+        status=status,
+        severity=severity.value if severity else None,
+        product=product,
+        organization=organization,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
+    )
+    return await tickets.list_tickets(session=session, filters=filters, cursor=cursor, limit=limit)
+
+
+@router.get("/tickets/{ref}", tags=["tickets"], response_model=TicketRead, responses=_ERRORS)
+async def get_ticket(ref: str, session: SessionDep, _: Reader, settings: SettingsDep) -> TicketRead:
+    """A ticket by UUID or number (KLX-1042), with attachments and timeline."""
+    return await tickets.get_ticket(session=session, ref=ref, settings=settings)
+
+
+@router.post("/tickets/{ref}/close", tags=["tickets"], response_model=TicketRead, responses=_ERRORS)
+async def close_ticket(
+    ref: str, session: SessionDep, _: Writer, settings: SettingsDep
+) -> TicketRead:
+    """Close a ticket (its last status)."""
+    closed = await tickets.close_ticket(session=session, ref=ref, settings=settings)
+    await session.commit()
+    return closed
+
+
+@router.post(
+    "/tickets/{ref}/attachments",
+    tags=["tickets"],
+    status_code=201,
+    response_model=list[AttachmentRead],
+    responses=_UPLOAD_ERRORS,
+    openapi_extra=_FILES_BODY,
+)
+async def add_attachments(
+    ref: str, request: Request, session: SessionDep, _: Writer, settings: SettingsDep
+) -> list[AttachmentRead]:
+    """Attach screenshots, PDFs or logs to a ticket (multipart, any file part)."""
+    if _media_type(request) != "multipart/form-data":
+        raise UnsupportedMediaType("send the files as multipart/form-data")
+    body = await read_multipart(request, settings)
+    added = await tickets.add_attachments(
+        session=session, ref=ref, uploads=[u for _, u in body.files], settings=settings
+    )
+    await session.commit()
+    return added
+
+
+@router.get(
+    "/tickets/{ref}/attachments/{attachment_id}",
+    tags=["tickets"],
+    responses={200: {"content": {"application/octet-stream": {}}}, **_ERRORS},
+    response_class=Response,
+)
+async def get_attachment(
+    ref: str, attachment_id: uuid.UUID, session: SessionDep, _: Reader
+) -> Response:
+    """The bytes of an attachment, with the type sniffed from its content."""
+    stored = await tickets.get_attachment(session=session, ref=ref, attachment_id=attachment_id)
+    ascii_name = stored.filename.encode("ascii", "replace").decode().replace("?", "_")
+    disposition = (
+        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(stored.filename)}"
+    )
+    return Response(
+        stored.content,
+        media_type=stored.content_type,
+        headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/products", tags=["products"], response_model=list[ProductRead], responses=_ERRORS)
+async def list_products(
+    session: SessionDep, _: Reader, include_inactive: bool = False
+) -> list[ProductRead]:
+    """The product catalogue."""
+    return await products.list_products(session=session, include_inactive=include_inactive)
+
+
+@router.get("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
+async def get_product(slug: str, session: SessionDep, _: Reader) -> ProductRead:
+    """One product."""
+    return await products.get_product(session=session, slug=slug)
+
+
+@router.post(
+    "/products", tags=["products"], status_code=201, response_model=ProductRead, responses=_ERRORS
+)
+async def create_product(data: ProductCreate, session: SessionDep, _: Admin) -> ProductRead:
+    """Add a product (admin)."""
+    created = await products.create_product(session=session, data=data)
+    await session.commit()
+    return created
+
+
+@router.patch("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
+async def update_product(
+    slug: str, data: ProductUpdate, session: SessionDep, _: Admin
+) -> ProductRead:
+    """Rename, retire or restore a product (admin)."""
+    updated = await products.update_product(session=session, slug=slug, data=data)
+    await session.commit()
+    return updated
+
+
+@router.delete("/products/{slug}", tags=["products"], status_code=204, responses=_ERRORS)
+async def retire_product(slug: str, session: SessionDep, _: Admin) -> Response:
+    """Retire a product: new tickets can no longer name it (admin)."""
+    await products.retire_product(session=session, slug=slug)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/api-keys", tags=["api keys"], status_code=201, response_model=ApiKeyCreated, responses=_ERRORS
+)
+async def create_api_key(data: ApiKeyCreate, session: SessionDep, _: Admin) -> ApiKeyCreated:
+    """Create an API key (admin); the secret is shown once."""
+    created = await keys.create_key(session=session, data=data)
+    await session.commit()
+    return created
+
+
+@router.get("/api-keys", tags=["api keys"], response_model=list[ApiKeyRead], responses=_ERRORS)
+async def list_api_keys(session: SessionDep, _: Admin) -> list[ApiKeyRead]:
+    """Every API key, without secrets (admin)."""
+    return await keys.list_keys(session=session)
+
+
+@router.delete("/api-keys/{key_id}", tags=["api keys"], status_code=204, responses=_ERRORS)
+async def revoke_api_key(key_id: uuid.UUID, session: SessionDep, _: Admin) -> Response:
+    """Revoke an API key (admin)."""
+    await keys.revoke_key(session=session, key_id=key_id)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.get(
+    "/reports/critical-usage",
+    tags=["reports"],
+    response_model=CriticalUsageReport,
+    responses=_ERRORS,
+)
+async def critical_usage(
+    session: SessionDep,
+    _: Reader,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> CriticalUsageReport:
+    """Per organization, CRITICAL tickets filed while monitoring saw the product up."""
+    return await reports.critical_usage(
+        session=session, created_from=_utc(created_from), created_to=_utc(created_to)
+    )

@@ -1,0 +1,615 @@
+"""Ticket use cases. Each takes a session and never commits: the caller owns the transaction.
+
+Filing a ticket inserts it, its attachments, its first timeline entry, its
+idempotency record and the ``ticket.filed`` outbox row in one transaction, so
+a committed ticket always has its event delivered and a refused one leaves
+nothing behind.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.common import HealthState, Person, ProductRef, Severity
+from contracts.intake import TicketFiled, TicketStatusChanged
+from intake import health
+from intake.content import accepted_type
+from intake.errors import (
+    AttachmentTooLarge,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    TicketNotFound,
+    Unprocessable,
+)
+from intake.models import attachment, idempotency_key, product, ticket, ticket_event
+from intake.schemas import (
+    STATUS_ORDER,
+    AttachmentRead,
+    ProductBrief,
+    Reporter,
+    TicketCreate,
+    TicketPage,
+    TicketRead,
+    TicketSummary,
+    TimelineEntry,
+)
+from intake.settings import Settings
+from servicekit.outbox import publish
+
+PRODUCER = "intake"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file, read in full (its size was capped while reading)."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Filed:
+    """The response to a filing: fresh, or replayed for a repeated Idempotency-Key."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def next_steps(severity: str, product_name: str, promise_min: int) -> str:
+    """What happens next, in words for the reporter."""
+    if severity == Severity.CRITICAL:
+        return (
+            f"This CRITICAL ticket is paging the on-call engineer for {product_name} now. "
+            "As soon as they have been notified you will get an email confirming it, with "
+            f"the status-page links for {product_name} and an after-hours phone number. If "
+            f"the status page shows no update within {promise_min} minutes of this report, "
+            "call that number; we also escalate automatically."
+        )
+    return (
+        f"Your {severity} ticket for {product_name} is in the support queue and will be "
+        "answered by email. If the service is down for you, file it as CRITICAL so the "
+        "on-call engineer is paged."
+    )
+
+
+def _ticket_ref(ref: str) -> Any:
+    """A WHERE clause for a ticket id (UUID) or number (KLX-1042)."""
+    upper = ref.strip().upper()
+    if upper.startswith("KLX-") and upper[4:].isdigit() and len(upper) <= 20:
+        return ticket.c.number == upper
+    try:
+        return ticket.c.id == uuid.UUID(ref)
+    except ValueError:
+        raise Unprocessable("ticket", "must be a ticket UUID or a number like KLX-1042") from None
+
+
+def _check_uploads(
+    uploads: Sequence[Upload], *, existing: int, settings: Settings
+) -> list[tuple[Upload, str]]:
+    if existing + len(uploads) > settings.attachments_per_ticket:
+        raise AttachmentTooLarge(
+            f"a ticket holds at most {settings.attachments_per_ticket} attachments",
+            limit=settings.attachments_per_ticket,
+        )
+    checked = []
+    for upload in uploads:
+        if len(upload.data) > settings.attachment_max_bytes:
+            raise AttachmentTooLarge(
+                f"attachment {upload.filename!r} is over {settings.attachment_max_bytes} bytes",
+                limit_bytes=settings.attachment_max_bytes,
+            )
+        checked.append((upload, accepted_type(upload.data, upload.filename)))
+    return checked
+
+
+def request_hash(data: TicketCreate, uploads: Sequence[Upload]) -> str:
+    """A fingerprint of a filing request, independent of JSON spacing or multipart boundaries."""
+    canonical = {
+        "ticket": data.model_dump(mode="json"),
+        "attachments": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+async def _claim_idempotency_key(
+    session: AsyncSession, *, api_key_id: uuid.UUID, key: str, fingerprint: str
+) -> Filed | None:
+    """Claim `key` for this request, or return the response of its first use.
+
+    A concurrent request with the same key waits on the primary key until the
+    first transaction ends, then sees its committed row and replays it.
+    """
+    claimed = (
+        await session.execute(
+            pg_insert(idempotency_key)
+            .values(api_key_id=api_key_id, key=key, request_hash=fingerprint)
+            .on_conflict_do_nothing()
+            .returning(idempotency_key.c.key)
+        )
+    ).first()
+    if claimed is not None:
+        return None
+    row = (
+        await session.execute(
+            select(
+                idempotency_key.c.request_hash,
+                idempotency_key.c.status_code,
+                idempotency_key.c.response,
+            ).where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == key)
+        )
+    ).one()
+    if row.request_hash != fingerprint:
+        raise IdempotencyKeyReused(key)
+    if row.status_code is None:
+        raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
+    return Filed(row.status_code, row.response, replayed=True)
+
+
+async def file_ticket(
+    *,
+    session: AsyncSession,
+    data: TicketCreate,
+    uploads: Sequence[Upload] = (),
+    api_key_id: uuid.UUID,
+    idempotency: str | None,
+    settings: Settings,
+) -> Filed:
+    """File a ticket (or replay the first filing with the same Idempotency-Key)."""
+    checked = _check_uploads(uploads, existing=0, settings=settings)
+    if idempotency is not None:
+        fingerprint = request_hash(data, uploads)
+        earlier = await _claim_idempotency_key(
+            session, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
+        )
+        if earlier is not None:
+            return earlier
+
+    found = (
+        await session.execute(
+            select(product.c.name, health.state_of(product.c.slug).label("state")).where(
+                product.c.slug == data.product, product.c.active
+            )
+        )
+    ).first()
+    if found is None:
+        raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
+    monitoring_state = HealthState(found.state)
+
+    ticket_id = uuid.uuid4()
+    inserted = (
+        await session.execute(
+            insert(ticket)
+            .values(
+                id=ticket_id,
+                organization=data.organization,
+                reporter_name=data.reporter.name,
+                reporter_email=data.reporter.email,
+                product_slug=data.product,
+                severity=data.severity.value,
+                subject=data.subject,
+                description=data.description,
+                urls=data.urls,
+                error_text=data.error_text,
+                monitoring_state=monitoring_state.value,
+                api_key_id=api_key_id,
+            )
+            .returning(ticket.c.number, ticket.c.created_at)
+        )
+    ).one()
+    filed_at: datetime = inserted.created_at
+    attachments = await _insert_attachments(session, ticket_id, checked)
+    detail = f"Filed as {data.severity.value}; monitoring saw {data.product} {monitoring_state}."
+    await session.execute(
+        insert(ticket_event).values(
+            ticket_id=ticket_id, kind="filed", status="new", detail=detail, at=filed_at
+        )
+    )
+    await publish(
+        session,
+        TicketFiled(
+            ticket_id=ticket_id,
+            number=inserted.number,
+            organization=data.organization,
+            reporter=Person(name=data.reporter.name, email=data.reporter.email),
+            product=ProductRef(slug=data.product, name=found.name),
+            severity=data.severity,
+            subject=data.subject,
+            description=data.description,
+            urls=tuple(data.urls),
+            error_text=data.error_text,
+            attachment_ids=tuple(a.id for a in attachments),
+            monitoring_state=monitoring_state,
+            filed_at=filed_at,
+        ),
+        producer=PRODUCER,
+    )
+    read = TicketRead(
+        id=ticket_id,
+        number=inserted.number,
+        organization=data.organization,
+        reporter=data.reporter,
+        product=ProductBrief(slug=data.product, name=found.name),
+        severity=data.severity,
+        subject=data.subject,
+        status="new",
+        monitoring_state=monitoring_state,
+        created_at=filed_at,
+        updated_at=filed_at,
+        description=data.description,
+        urls=data.urls,
+        error_text=data.error_text,
+        attachments=attachments,
+        timeline=[TimelineEntry(at=filed_at, kind="filed", status="new", detail=detail)],
+        next_steps=next_steps(data.severity, found.name, settings.status_page_update_promise_min),
+    )
+    body = read.model_dump(mode="json")
+    if idempotency is not None:
+        await session.execute(
+            update(idempotency_key)
+            .where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == idempotency)
+            .values(status_code=201, response=body)
+        )
+    return Filed(201, body, replayed=False)
+
+
+def _attachment_url(ticket_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
+    return f"/v1/tickets/{ticket_id}/attachments/{attachment_id}"
+
+
+async def _insert_attachments(
+    session: AsyncSession, ticket_id: uuid.UUID, checked: Sequence[tuple[Upload, str]]
+) -> list[AttachmentRead]:
+    if not checked:
+        return []
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "ticket_id": ticket_id,
+            "filename": upload.filename,
+            "content_type": media_type,
+            "size_bytes": len(upload.data),
+            "sha256": hashlib.sha256(upload.data).hexdigest(),
+            "content": upload.data,
+            "created_at": now,
+        }
+        for upload, media_type in checked
+    ]
+    await session.execute(insert(attachment), rows)
+    return [
+        AttachmentRead(
+            id=r["id"],
+            filename=r["filename"],
+            content_type=r["content_type"],
+            size_bytes=r["size_bytes"],
+            sha256=r["sha256"],
+            url=_attachment_url(ticket_id, r["id"]),
+            created_at=now,
+        )
+        for r in rows
+    ]
+
+
+_SUMMARY_COLUMNS = (
+    ticket.c.id,
+    ticket.c.number,
+    ticket.c.organization,
+    ticket.c.reporter_name,
+    ticket.c.reporter_email,
+    ticket.c.product_slug,
+    product.c.name.label("product_name"),
+    ticket.c.severity,
+    ticket.c.subject,
+    ticket.c.status,
+    ticket.c.monitoring_state,
+    ticket.c.created_at,
+    ticket.c.updated_at,
+)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "number": row.number,
+        "organization": row.organization,
+        "reporter": Reporter.model_construct(name=row.reporter_name, email=row.reporter_email),
+        "product": ProductBrief(slug=row.product_slug, name=row.product_name),
+        "severity": row.severity,
+        "subject": row.subject,
+        "status": row.status,
+        "monitoring_state": row.monitoring_state,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+async def get_ticket(
+    *, session: AsyncSession, ref: str, settings: Settings, for_update: bool = False
+) -> TicketRead:
+    """The ticket with that id or number, with its attachments and timeline."""
+    query = (
+        select(*_SUMMARY_COLUMNS, ticket.c.description, ticket.c.urls, ticket.c.error_text)
+        .join(product, product.c.slug == ticket.c.product_slug)
+        .where(_ticket_ref(ref))
+    )
+    if for_update:
+        query = query.with_for_update(of=ticket)
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise TicketNotFound(f"no ticket {ref!r}")
+    files = (
+        await session.execute(
+            select(
+                attachment.c.id,
+                attachment.c.filename,
+                attachment.c.content_type,
+                attachment.c.size_bytes,
+                attachment.c.sha256,
+                attachment.c.created_at,
+            )
+            .where(attachment.c.ticket_id == row.id)
+            .order_by(attachment.c.created_at, attachment.c.id)
+        )
+    ).all()
+    events = (
+        await session.execute(
+            select(
+                ticket_event.c.at, ticket_event.c.kind, ticket_event.c.status, ticket_event.c.detail
+            )
+            .where(ticket_event.c.ticket_id == row.id)
+            .order_by(ticket_event.c.id)
+        )
+    ).all()
+    return TicketRead(
+        **_summary(row),
+        description=row.description,
+        urls=list(row.urls),
+        error_text=row.error_text,
+        attachments=[
+            AttachmentRead(**f._mapping, url=_attachment_url(row.id, f.id)) for f in files
+        ],
+        timeline=[TimelineEntry(**e._mapping) for e in events],
+        next_steps=next_steps(
+            row.severity, row.product_name, settings.status_page_update_promise_min
+        ),
+    )
+
+
+def _encode_cursor(created_at: datetime, ticket_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(ticket_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, ticket_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return at, uuid.UUID(ticket_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable("cursor", "is not a cursor this API returned") from None
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """Filters of the ticket list."""
+
+    status: str | None = None
+    severity: str | None = None
+    product: str | None = None
+    organization: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+async def list_tickets(
+    *, session: AsyncSession, filters: TicketFilter, cursor: str | None, limit: int
+) -> TicketPage:
+    """Tickets newest first, filtered, one page at a time (keyset on created_at, id)."""
+    conditions = []
+    if filters.status:
+        conditions.append(ticket.c.status == filters.status)
+    if filters.severity:
+        conditions.append(ticket.c.severity == filters.severity)
+    if filters.product:
+        conditions.append(ticket.c.product_slug == filters.product)
+    if filters.organization:
+        conditions.append(ticket.c.organization == filters.organization)
+    if filters.created_from:
+        conditions.append(ticket.c.created_at >= filters.created_from)
+    if filters.created_to:
+        conditions.append(ticket.c.created_at < filters.created_to)
+    if cursor:
+        at, last_id = _decode_cursor(cursor)
+        conditions.append(
+            or_(ticket.c.created_at < at, and_(ticket.c.created_at == at, ticket.c.id < last_id))
+        )
+    rows = (
+        await session.execute(
+            select(*_SUMMARY_COLUMNS)
+            .join(product, product.c.slug == ticket.c.product_slug)
+            .where(*conditions)
+            .order_by(ticket.c.created_at.desc(), ticket.c.id.desc())
+            .limit(limit + 1)
+        )
+    ).all()
+    items = [TicketSummary(**_summary(row)) for row in rows[:limit]]
+    next_cursor = (
+        _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
+    return TicketPage(items=items, next_cursor=next_cursor)
+
+
+async def add_attachments(
+    *, session: AsyncSession, ref: str, uploads: Sequence[Upload], settings: Settings
+) -> list[AttachmentRead]:
+    """Attach files to an existing ticket, within the per-ticket limit."""
+    if not uploads:
+        raise Unprocessable("file", "send at least one file part")
+    row = (
+        await session.execute(select(ticket.c.id).where(_ticket_ref(ref)).with_for_update())
+    ).first()
+    if row is None:
+        raise TicketNotFound(f"no ticket {ref!r}")
+    existing = await session.scalar(
+        select(func.count()).select_from(attachment).where(attachment.c.ticket_id == row.id)
+    )
+    checked = _check_uploads(uploads, existing=existing or 0, settings=settings)
+    added = await _insert_attachments(session, row.id, checked)
+    names = ", ".join(a.filename for a in added)
+    await session.execute(
+        insert(ticket_event).values(
+            ticket_id=row.id, kind="attachment_added", detail=f"Attached {names}."
+        )
+    )
+    await session.execute(update(ticket).where(ticket.c.id == row.id).values(updated_at=func.now()))
+    return added
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An attachment's bytes and how to serve them."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+async def get_attachment(
+    *, session: AsyncSession, ref: str, attachment_id: uuid.UUID
+) -> StoredFile:
+    """The bytes of one attachment of a ticket."""
+    row = (
+        await session.execute(
+            select(attachment.c.filename, attachment.c.content_type, attachment.c.content)
+            .join(ticket, ticket.c.id == attachment.c.ticket_id)
+            .where(_ticket_ref(ref), attachment.c.id == attachment_id)
+        )
+    ).first()
+    if row is None:
+        raise TicketNotFound(f"ticket {ref!r} has no attachment {attachment_id}")
+    return StoredFile(row.filename, row.content_type, row.content)
+
+
+async def advance(
+    *,
+    session: AsyncSession,
+    ticket_ids: Sequence[uuid.UUID],
+    to_status: str,
+    at: datetime,
+    detail: str,
+    causation: Envelope | None = None,
+) -> list[uuid.UUID]:
+    """Move tickets forward to `to_status` (never back), log it, publish ticket.status_changed.
+
+    Returns the ids of the tickets that moved; unknown ids and tickets already
+    at or past `to_status` are left alone.
+    """
+    if not ticket_ids:
+        return []
+    rank = STATUS_ORDER.index(to_status)
+    rows = (
+        await session.execute(
+            select(
+                ticket.c.id, ticket.c.number, ticket.c.status, ticket.c.product_slug, product.c.name
+            )
+            .join(product, product.c.slug == ticket.c.product_slug)
+            .where(ticket.c.id.in_(sorted(set(ticket_ids))))
+            .order_by(ticket.c.id)
+            .with_for_update(of=ticket)
+        )
+    ).all()
+    moved = []
+    for row in rows:
+        if STATUS_ORDER.index(row.status) >= rank:
+            continue
+        await session.execute(
+            update(ticket)
+            .where(ticket.c.id == row.id)
+            .values(status=to_status, updated_at=func.now())
+        )
+        await session.execute(
+            insert(ticket_event).values(
+                ticket_id=row.id,
+                kind="status_changed",
+                status=to_status,
+                detail=detail,
+                event_id=causation.id if causation else None,
+                at=at,
+            )
+        )
+        await publish(
+            session,
+            TicketStatusChanged(
+                ticket_id=row.id,
+                number=row.number,
+                product=ProductRef(slug=row.product_slug, name=row.name),
+                old_status=row.status,
+                new_status=to_status,
+                changed_at=at,
+            ),
+            producer=PRODUCER,
+            causation=causation,
+        )
+        moved.append(row.id)
+    return moved
+
+
+async def note(
+    *,
+    session: AsyncSession,
+    ticket_ids: Sequence[uuid.UUID],
+    kind: str,
+    at: datetime,
+    detail: str,
+    causation: Envelope | None = None,
+) -> None:
+    """Add a timeline entry (no status change) to each of our tickets among `ticket_ids`."""
+    if not ticket_ids:
+        return
+    known = (
+        await session.scalars(select(ticket.c.id).where(ticket.c.id.in_(set(ticket_ids))))
+    ).all()
+    if known:
+        await session.execute(
+            insert(ticket_event),
+            [
+                {
+                    "ticket_id": ticket_id,
+                    "kind": kind,
+                    "detail": detail,
+                    "event_id": causation.id if causation else None,
+                    "at": at,
+                }
+                for ticket_id in known
+            ],
+        )
+
+
+async def close_ticket(*, session: AsyncSession, ref: str, settings: Settings) -> TicketRead:
+    """Close a ticket: the last step; closing a closed ticket changes nothing."""
+    found = await get_ticket(session=session, ref=ref, settings=settings, for_update=True)
+    await advance(
+        session=session,
+        ticket_ids=[found.id],
+        to_status="closed",
+        at=datetime.now(UTC),
+        detail="Closed by support.",
+    )
+    return await get_ticket(session=session, ref=ref, settings=settings)

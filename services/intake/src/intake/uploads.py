@@ -1,0 +1,168 @@
+"""Reading request bodies with caps, so an oversized upload is refused before it is buffered.
+
+A JSON body is read up to `json_body_max_bytes`; a multipart body is parsed as
+it streams in, and reading stops (413) as soon as one file passes
+`attachment_max_bytes`, a field passes `json_body_max_bytes`, there are too
+many parts, or the whole body passes `request_body_max_bytes`.
+"""
+
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from intake.errors import AttachmentTooLarge, Unprocessable
+from intake.settings import Settings
+from intake.tickets import Upload
+
+MAX_FILENAME = 255
+
+
+class BodyTooLarge(AttachmentTooLarge):
+    """The request body is over its limit."""
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 once it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
+    except ClientDisconnect:
+        raise Unprocessable(
+            "body", "the client disconnected before sending the whole body"
+        ) from None
+    return bytes(body)
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    data: bytearray = field(default_factory=bytearray)
+    name: str = ""
+    filename: str | None = None
+
+
+@dataclass
+class MultipartBody:
+    """The fields (text) and files of a multipart/form-data body."""
+
+    fields: dict[str, str]
+    files: list[tuple[str, Upload]]
+
+
+def _safe_filename(raw: str) -> str:
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable() and c not in "\"';")
+    return name[:MAX_FILENAME] or "attachment"
+
+
+class _Collector:
+    """python-multipart callbacks that cap every part while the body streams in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parts: list[_Part] = []
+        self.current = _Part()
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+
+    def on_part_begin(self) -> None:
+        self.current = _Part()
+        if len(self.parts) >= self.settings.attachments_per_ticket + 20:
+            raise AttachmentTooLarge("too many parts in the multipart body")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value.extend(data[start:end])
+
+    def on_header_end(self) -> None:
+        name = self._header_field.decode("latin-1").lower()
+        self.current.headers[name] = self._header_value.decode("latin-1")
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        disposition = self.current.headers.get("content-disposition", "")
+        _, options = parse_options_header(disposition)
+        self.current.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            self.current.filename = _safe_filename(options[b"filename"].decode("utf-8", "replace"))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self.current.data.extend(data[start:end])
+        if self.current.filename is not None:
+            limit = self.settings.attachment_max_bytes
+            if len(self.current.data) > limit:
+                raise AttachmentTooLarge(
+                    f"attachment {self.current.filename!r} is over {limit} bytes",
+                    limit_bytes=limit,
+                )
+        elif len(self.current.data) > self.settings.json_body_max_bytes:
+            raise AttachmentTooLarge(
+                f"form field {self.current.name!r} is over "
+                f"{self.settings.json_body_max_bytes} bytes",
+                limit_bytes=self.settings.json_body_max_bytes,
+            )
+
+    def on_part_end(self) -> None:
+        self.parts.append(self.current)
+
+
+async def read_multipart(request: Request, settings: Settings) -> MultipartBody:
+    """Parse a multipart/form-data body with every cap enforced while it streams."""
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise Unprocessable("Content-Type", "multipart/form-data needs a boundary")
+    collector = _Collector(settings)
+    limit = settings.request_body_max_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
+    try:
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": collector.on_part_begin,
+                "on_part_data": collector.on_part_data,
+                "on_part_end": collector.on_part_end,
+                "on_header_field": collector.on_header_field,
+                "on_header_value": collector.on_header_value,
+                "on_header_end": collector.on_header_end,
+                "on_headers_finished": collector.on_headers_finished,
+            },
+        )
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise Unprocessable("body", f"malformed multipart body ({exc})") from None
+    except ClientDisconnect:
+        raise Unprocessable(
+            "body", "the client disconnected before sending the whole body"
+        ) from None
+
+    fields: dict[str, str] = {}
+    files: list[tuple[str, Upload]] = []
+    for part in collector.parts:
+        if part.filename is not None:
+            files.append((part.name, Upload(part.filename, bytes(part.data))))
+        else:
+            try:
+                fields[part.name] = part.data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise Unprocessable(part.name or "body", "must be UTF-8 text") from None
+    return MultipartBody(fields, files)
