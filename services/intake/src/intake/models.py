@@ -86,6 +86,7 @@ attachment = Table(
     "attachment",
     metadata,
     Column("id", Uuid, primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False),
     Column("ticket_id", ForeignKey("ticket.id", ondelete="CASCADE"), nullable=False),
     Column("filename", String(255), nullable=False),
     Column("content_type", String(100), nullable=False),

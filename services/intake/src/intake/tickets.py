@@ -360,7 +360,7 @@ async def get_ticket(
                 attachment.c.created_at,
             )
             .where(attachment.c.ticket_id == row.id)
-            .order_by(attachment.c.created_at, attachment.c.id)
+            .order_by(attachment.c.seq)
         )
     ).all()
     events = (

@@ -1,0 +1,76 @@
+"""A portal that retries after a timeout never files two tickets."""
+
+import asyncio
+
+from tests.intake.helpers import Intake, ticket_body
+
+
+async def test_same_key_and_body_replays_the_first_response(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "portal-req-1"}
+    first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await intake.count("ticket") == 1
+    assert await intake.count("ticket_event") == 1
+
+
+async def test_replay_ignores_json_formatting(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "fmt", "Content-Type": "application/json"}
+    compact = b'{"organization":"Acme","reporter":{"name":"A","email":"a@b.example"},"product":"atomic-apps","severity":"high","subject":"Down"}'
+    spaced = b'{ "subject": "Down", "severity": "high", "product": "atomic-apps",\n "reporter": {"email": "a@b.example", "name": "A"}, "organization": "Acme" }'
+    first = await intake.client.post("/v1/tickets", content=compact, headers=headers)
+    second = await intake.client.post("/v1/tickets", content=spaced, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json()["id"] == first.json()["id"]
+
+
+async def test_same_key_with_another_body_is_refused(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "portal-req-2"}
+    first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert first.status_code == 201
+    other = await intake.client.post(
+        "/v1/tickets", json=ticket_body(subject="Something else"), headers=headers
+    )
+    assert other.status_code == 422
+    assert other.headers["content-type"] == "application/problem+json"
+    problem = other.json()
+    assert problem["errors"][0]["field"] == "Idempotency-Key"
+    assert "different request body" in problem["detail"]
+    assert await intake.count("ticket") == 1
+
+
+async def test_concurrent_identical_retries_create_one_ticket(intake: Intake) -> None:
+    for attempt in range(5):
+        headers = {**intake.auth(), "Idempotency-Key": f"burst-{attempt}"}
+        responses = await asyncio.gather(
+            *(
+                intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+                for _ in range(8)
+            )
+        )
+        assert {r.status_code for r in responses} == {201}
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert sum("idempotent-replayed" in r.headers for r in responses) == 7
+    assert await intake.count("ticket") == 5
+    assert await intake.count("idempotency_key") == 5
+
+
+async def test_keys_are_scoped_per_api_key(intake: Intake) -> None:
+    admin_headers = {**intake.auth(intake.admin_key), "Idempotency-Key": "shared"}
+    portal_headers = {**intake.auth(), "Idempotency-Key": "shared"}
+    first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=portal_headers)
+    second = await intake.client.post("/v1/tickets", json=ticket_body(), headers=admin_headers)
+    assert first.json()["id"] != second.json()["id"]
+    assert await intake.count("ticket") == 2
+
+
+async def test_a_refused_request_does_not_burn_its_key(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "fix-and-retry"}
+    bad = await intake.client.post("/v1/tickets", json=ticket_body(product="nope"), headers=headers)
+    assert bad.status_code == 422
+    fixed = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert fixed.status_code == 201
