@@ -8,13 +8,19 @@ the message is returned to the queue; after ``consumer_delivery_limit``
 deliveries the broker dead-letters it. A message that is not a valid envelope,
 has an unknown type or a payload that does not parse goes straight to the
 dead-letter queue. Nothing a message contains can stop the consumer.
+
+Under load, messages that are already waiting are handled together in one
+transaction (up to ``consumer_batch_size``), so one commit (one fsync) serves
+many events; if any handler in a batch fails, the batch is rolled back and its
+messages are handled one by one, so only the failing one is returned.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -35,6 +41,16 @@ Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 """``async def handle(session, payload, envelope)``: do the work, never commit."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A parsed message waiting to be handled."""
+
+    message: AbstractIncomingMessage
+    envelope: Envelope
+    payload: Any
+    handler: Handler
+
+
 class Consumer:
     """Consumes the service's quorum queue and dispatches events by type."""
 
@@ -52,10 +68,22 @@ class Consumer:
         self.service = service or settings.service_name
         self.queue: AbstractQueue | None = None
         self.connected = False
+        self._waiting: asyncio.Queue[Delivery] = asyncio.Queue()
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting to the broker with backoff."""
-        await run_forever(self._consume_until_lost, f"{self.service} consumer", self.settings)
+        workers = [
+            asyncio.create_task(self._work(), name=f"{self.service}-consumer-worker")
+            for _ in range(max(1, self.settings.consumer_workers))
+        ]
+        try:
+            await run_forever(self._consume_until_lost, f"{self.service} consumer", self.settings)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            for worker in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
 
     async def _consume_until_lost(self) -> None:
         connection, lost = await bus.connect(self.settings.amqp_url)
@@ -71,7 +99,7 @@ class Consumer:
                 routing_keys=sorted(self.handlers),
                 delivery_limit=self.settings.consumer_delivery_limit,
             )
-            await self.queue.consume(self.handle_message)
+            await self.queue.consume(self.receive)
             self.connected = True
             log.info("consuming %s", self.queue.name)
             exc = await lost
@@ -79,6 +107,9 @@ class Consumer:
         finally:
             self.connected = False
             self.queue = None
+            # Deliveries of the lost channel can no longer be acked; the broker redelivers them.
+            while not self._waiting.empty():
+                self._waiting.get_nowait()
             with contextlib.suppress(Exception):
                 await connection.close()
 
@@ -90,8 +121,8 @@ class Consumer:
         declared = await queue.channel.declare_queue(queue.name, passive=True)
         return declared.declaration_result.message_count
 
-    async def handle_message(self, message: AbstractIncomingMessage) -> None:
-        """Handle one delivery: dead-letter garbage, skip duplicates, ack after commit."""
+    async def receive(self, message: AbstractIncomingMessage) -> None:
+        """Parse one delivery and queue it for a worker; dead-letter what does not parse."""
         try:
             envelope = Envelope.from_json(message.body)
             handler = self.handlers.get(envelope.type)
@@ -110,37 +141,87 @@ class Consumer:
             ).inc()
             await message.reject(requeue=False)
             return
+        self._waiting.put_nowait(Delivery(message, envelope, payload, handler))
 
-        token = correlation_id.set(str(envelope.correlation_id))
+    async def _work(self) -> None:
+        """Take what is waiting (at least one) and handle it as one batch."""
+        while True:
+            batch = [await self._waiting.get()]
+            while len(batch) < self.settings.consumer_batch_size and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            try:
+                await self.handle_batch(batch)
+            except Exception:
+                log.exception("consumer worker failed on a batch of %d", len(batch))
+
+    async def handle_batch(self, batch: Sequence[Delivery]) -> None:
+        """Handle `batch` in one transaction; on failure, each delivery on its own."""
+        if len(batch) > 1:
+            try:
+                outcomes = await self._commit(batch)
+            except Exception as exc:
+                log.warning(
+                    "batch of %d failed (%s); handling one by one", len(batch), type(exc).__name__
+                )
+            else:
+                for delivery in batch:
+                    await self.settle(delivery, outcomes[delivery.envelope.id])
+                return
+        for delivery in batch:
+            try:
+                outcome = (await self._commit([delivery]))[delivery.envelope.id]
+            except Exception:
+                log.exception(
+                    "handler for %s failed on event %s (delivery %s); returning it to the queue",
+                    delivery.envelope.type,
+                    delivery.envelope.id,
+                    delivery.message.headers.get("x-delivery-count", 0),
+                )
+                await asyncio.sleep(self.settings.consumer_retry_delay_s)
+                outcome = "failed"
+            await self.settle(delivery, outcome)
+
+    async def _commit(self, batch: Sequence[Delivery]) -> dict[Any, str]:
+        """Record the batch in the inbox and run the handlers of new events; commit."""
         started = time.perf_counter()
-        try:
-            async with self.sessions() as session, session.begin():
-                first_time = (
-                    await session.execute(
+        outcomes: dict[Any, str] = {}
+        async with self.sessions() as session, session.begin():
+            new = set(
+                (
+                    await session.scalars(
                         insert(inbox_event)
-                        .values(event_id=envelope.id, event_type=envelope.type)
+                        .values(
+                            [
+                                {"event_id": d.envelope.id, "event_type": d.envelope.type}
+                                for d in batch
+                            ]
+                        )
                         .on_conflict_do_nothing()
                         .returning(inbox_event.c.event_id)
                     )
-                ).first()
-                if first_time is not None:
-                    await handler(session, payload, envelope)
-        except Exception:
-            log.exception(
-                "handler for %s failed on event %s (delivery %s); returning it to the queue",
-                envelope.type,
-                envelope.id,
-                message.headers.get("x-delivery-count", 0),
+                ).all()
             )
-            metrics.EVENTS_CONSUMED.labels(self.service, envelope.type, "failed").inc()
-            await asyncio.sleep(self.settings.consumer_retry_delay_s)
-            await message.nack(requeue=True)
-            return
-        finally:
-            correlation_id.reset(token)
-        await message.ack()
-        outcome = "handled" if first_time is not None else "duplicate"
-        metrics.EVENTS_CONSUMED.labels(self.service, envelope.type, outcome).inc()
-        metrics.HANDLER_SECONDS.labels(self.service, envelope.type).observe(
-            time.perf_counter() - started
-        )
+            for delivery in batch:
+                event_id = delivery.envelope.id
+                if event_id in new and event_id not in outcomes:
+                    token = correlation_id.set(str(delivery.envelope.correlation_id))
+                    try:
+                        await delivery.handler(session, delivery.payload, delivery.envelope)
+                    finally:
+                        correlation_id.reset(token)
+                    outcomes[event_id] = "handled"
+                else:
+                    outcomes.setdefault(event_id, "duplicate")
+        elapsed = time.perf_counter() - started
+        for delivery in batch:
+            metrics.HANDLER_SECONDS.labels(self.service, delivery.envelope.type).observe(elapsed)
+        return outcomes
+
+    async def settle(self, delivery: Delivery, outcome: str) -> None:
+        """Ack a handled or duplicate delivery; return a failed one to the queue."""
+        metrics.EVENTS_CONSUMED.labels(self.service, delivery.envelope.type, outcome).inc()
+        with contextlib.suppress(Exception):  # a lost channel: the broker redelivers it
+            if outcome == "failed":
+                await delivery.message.nack(requeue=True)
+            else:
+                await delivery.message.ack()

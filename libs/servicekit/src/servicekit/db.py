@@ -22,7 +22,6 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         connect_args={
             "server_settings": {
                 "search_path": settings.db_schema,

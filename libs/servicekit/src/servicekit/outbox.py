@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, EventPayload
@@ -36,7 +36,10 @@ def notify_channel(schema: str) -> str:
 
 
 async def add_event(session: AsyncSession, envelope: Envelope) -> None:
-    """Queue `envelope` for publishing in the session's current transaction."""
+    """Queue `envelope` for publishing in the session's current transaction.
+
+    A trigger on the table notifies the relay when the transaction commits.
+    """
     await session.execute(
         insert(outbox_event).values(
             event_id=envelope.id,
@@ -45,7 +48,6 @@ async def add_event(session: AsyncSession, envelope: Envelope) -> None:
             correlation_id=envelope.correlation_id,
         )
     )
-    await session.execute(text("SELECT pg_notify('klaxon_outbox_' || current_schema(), '')"))
 
 
 async def publish(

@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     consumer_enabled: bool = True
     consumer_prefetch: int = 64
     consumer_delivery_limit: int = 5
+    consumer_batch_size: int = 50
+    consumer_workers: int = 4
     consumer_retry_delay_s: float = 0.5
     timers_enabled: bool = True
     timer_poll_interval_s: float = 0.5

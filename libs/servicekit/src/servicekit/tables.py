@@ -5,6 +5,7 @@ first on the search_path, so the same definitions serve every service.
 """
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
     DateTime,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    event,
     func,
     text,
 )
@@ -48,6 +50,29 @@ outbox_event = Table(
     Column("body", LargeBinary, nullable=False),
     Column("correlation_id", Uuid, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every insert wakes the schema's relay (delivered at commit, never on rollback).
+event.listen(
+    outbox_event,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); RETURN NULL; END $$"
+    ),
+)
+event.listen(
+    outbox_event,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER outbox_event_notify AFTER INSERT ON outbox_event"
+        " FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
+    ),
+)
+event.listen(
+    outbox_event,
+    "after_drop",
+    DDL("DROP FUNCTION IF EXISTS notify_outbox()"),  # type: ignore[no-untyped-call]
 )
 
 inbox_event = Table(

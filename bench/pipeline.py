@@ -1,0 +1,349 @@
+"""Benchmark: outbox -> relay -> RabbitMQ -> consumer -> inbox, against bare aio-pika.
+
+As deployed, the producing side (a service committing events, with its relay)
+and the consuming side run in two processes; the baseline uses the same two
+processes, the same broker, the same topic exchange into a quorum queue, with
+persistent, publisher-confirmed, mandatory messages. Reported:
+
+- throughput: N events sent as fast as possible, first send to last consumed;
+- latency at a fixed offered rate (default 500 events/s): for the pipeline,
+  from the producer's COMMIT to the consumer's commit + ack; for the baseline,
+  from publish to consume + ack.
+
+Each figure is the median over several rounds. The last line printed is one
+JSON object. Usage: ``uv run python bench/pipeline.py [--quick]``.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.common import HealthState, Person, ProductRef, Severity
+from contracts.intake import TicketFiled
+from servicekit.bus import declare_events_exchange
+from servicekit.consumer import Consumer, Delivery
+from servicekit.db import asyncpg_dsn, create_engine, provision_schema, session_factory
+from servicekit.outbox import Relay, add_event
+from servicekit.settings import ServiceSettings
+from servicekit.tables import plumbing
+
+ADMIN_URL = os.environ.get(
+    "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PRODUCERS = 16
+PREFETCH = 64
+
+
+def _payload(i: int) -> TicketFiled:
+    return TicketFiled(
+        ticket_id=uuid.uuid4(),
+        number=f"KLX-{i}",
+        organization="Bench Org",
+        reporter=Person(name="Bench", email="bench@example.com"),
+        product=ProductRef(slug="canvas-hosting", name="Canvas Hosting"),
+        severity=Severity.CRITICAL,
+        subject="Canvas is down",
+        description="Every page answers 502 since 09:12 UTC.",
+        urls=("https://canvas.example.com/",),
+        monitoring_state=HealthState.DOWN,
+        filed_at=datetime.now(UTC),
+    )
+
+
+class Clock:
+    """Receive times (CLOCK_MONOTONIC, comparable across processes) of expected message ids."""
+
+    def __init__(self, expected: int = 0) -> None:
+        self.received: dict[str, float] = {}
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    def receive(self, message_id: str | None) -> None:
+        if message_id and message_id not in self.received:
+            self.received[message_id] = time.monotonic()
+            if len(self.received) >= self.expected:
+                self.done.set()
+
+
+class TimedConsumer(Consumer):
+    """The real consumer, noting when each message was committed and acked."""
+
+    clock = Clock()
+
+    async def settle(self, delivery: Delivery, outcome: str) -> None:
+        await super().settle(delivery, outcome)
+        self.clock.receive(delivery.message.message_id)
+
+
+async def _noop(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
+    """The handler does nothing: what is measured is the plumbing around it."""
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database() -> AsyncIterator[ServiceSettings]:
+    """A database with a migrated 'bench' schema, dropped afterwards."""
+    token = uuid.uuid4().hex[:10]
+    name = f"klaxon_bench_{token}"
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = make_url(ADMIN_URL).set(database=name)
+    await provision_schema(
+        url.render_as_string(hide_password=False), schema="bench", role="klaxon_bench", password="x"
+    )
+    settings = ServiceSettings(
+        service_name="bench",
+        database_url=url.set(username="klaxon_bench", password="x").render_as_string(
+            hide_password=False
+        ),
+        db_schema="bench",
+        amqp_url=AMQP_URL,
+        exchange=f"b{token}.events",
+        queue_prefix=f"b{token}",
+        consumer_prefetch=PREFETCH,
+        db_pool_size=20,
+    )
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(plumbing.create_all)
+    await engine.dispose()
+    try:
+        yield settings
+    finally:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            for queue in ("bench", "bench.dead", "baseline", "events.unrouted"):
+                await channel.queue_delete(f"{settings.queue_prefix}.{queue}")
+            for exchange in ("events", "events.unrouted", "bench.dead"):
+                await channel.exchange_delete(f"{settings.queue_prefix}.{exchange}")
+        admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+BASELINE_KEY = "baseline.ticket.filed"
+
+
+async def serve_consumer(settings: ServiceSettings) -> None:
+    """The consuming side, in a process of its own (as the consuming service would be).
+
+    Runs the real Consumer (pipeline) and a bare aio-pika consumer (baseline).
+    Protocol on stdin/stdout: read N, print ``armed``, then print the JSON map
+    of message id -> receive time once N messages have arrived.
+    """
+    engine = create_engine(settings)
+    consumer = TimedConsumer(settings, session_factory(engine), {TicketFiled.event_type: _noop})
+    consuming = asyncio.create_task(consumer.run())
+    while not consumer.connected:
+        await asyncio.sleep(0.01)
+
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
+    queue = await channel.declare_queue(
+        f"{settings.queue_prefix}.baseline", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await queue.bind(settings.exchange, routing_key=BASELINE_KEY)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        TimedConsumer.clock.receive(message.message_id)
+
+    await queue.consume(on_message)
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    print("ready", flush=True)
+    while line := await reader.readline():
+        TimedConsumer.clock = clock = Clock(int(line))
+        print("armed", flush=True)
+        await asyncio.wait_for(clock.done.wait(), timeout=300)
+        print(json.dumps(clock.received), flush=True)
+    consuming.cancel()
+    await connection.close()
+    await engine.dispose()
+
+
+class Producer:
+    """The producing side: commits events to the outbox (with a relay), or publishes bare."""
+
+    def __init__(self, settings: ServiceSettings, consumer: asyncio.subprocess.Process) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.engine = create_engine(settings)
+        self.sessions = session_factory(self.engine)
+
+    async def __aenter__(self) -> "Producer":
+        self.relay = Relay(self.settings, self.sessions)
+        self.relaying = asyncio.create_task(self.relay.run())
+        self.connection = await aio_pika.connect(AMQP_URL)
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self.exchange = await declare_events_exchange(channel, self.settings.exchange)
+        while not self.relay.connected:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.relaying.cancel()
+        await asyncio.gather(self.relaying, return_exceptions=True)
+        await self.connection.close()
+        await self.engine.dispose()
+
+    async def commit(self, envelope: Envelope, sent: dict[str, float]) -> None:
+        """Pipeline: one event per transaction, as a service's use case would."""
+        async with self.sessions() as session, session.begin():
+            await add_event(session, envelope)
+        sent[str(envelope.id)] = time.monotonic()
+
+    async def publish(self, envelope: Envelope, sent: dict[str, float]) -> None:
+        """Baseline: publish with confirms, persistent and mandatory, straight to the broker."""
+        sent[str(envelope.id)] = time.monotonic()
+        await self.exchange.publish(
+            aio_pika.Message(
+                envelope.to_json(),
+                message_id=str(envelope.id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+            ),
+            routing_key=BASELINE_KEY,
+            mandatory=True,
+        )
+
+    async def round(self, kind: str, n: int, rate: float | None) -> tuple[float, list[float]]:
+        """Send `n` events; return (events/s first send to last receive, latencies in ms)."""
+        assert self.consumer.stdin is not None
+        assert self.consumer.stdout is not None
+        self.consumer.stdin.write(f"{n}\n".encode())
+        await self.consumer.stdin.drain()
+        assert (await self.consumer.stdout.readline()).strip() == b"armed"
+        envelopes = [Envelope.wrap(_payload(i), producer="bench") for i in range(n)]
+        sent: dict[str, float] = {}
+        send = self.commit if kind == "pipeline" else self.publish
+        started = time.monotonic()
+        await _drive(envelopes, lambda envelope: send(envelope, sent), rate)
+        sent_s = time.monotonic() - started
+        received: dict[str, float] = json.loads(await self.consumer.stdout.readline())
+        elapsed = max(received.values()) - started
+        if os.environ.get("KLAXON_BENCH_VERBOSE"):
+            print(
+                f"{kind} n={n}: sent in {sent_s:.2f}s, received in {elapsed:.2f}s", file=sys.stderr
+            )
+        return n / elapsed, [(received[k] - t) * 1000 for k, t in sent.items()]
+
+
+async def _drive(
+    envelopes: list[Envelope],
+    send: Callable[[Envelope], Coroutine[Any, Any, None]],
+    rate: float | None,
+) -> None:
+    """Send all: as fast as PRODUCERS concurrent senders can, or open-loop at `rate`/s."""
+    if rate is None:
+        pending = iter(envelopes)
+
+        async def worker() -> None:
+            for envelope in pending:
+                await send(envelope)
+
+        await asyncio.gather(*(worker() for _ in range(PRODUCERS)))
+        return
+    start = time.monotonic()
+    in_flight: list[asyncio.Task[None]] = []
+    for i, envelope in enumerate(envelopes):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        in_flight.append(asyncio.create_task(send(envelope)))
+    await asyncio.gather(*in_flight)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 1 min)")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered rate for latency")
+    parser.add_argument("--serve-consumer", metavar="SETTINGS_JSON", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_consumer:
+        await serve_consumer(ServiceSettings.model_validate_json(args.serve_consumer))
+        return
+    rounds, n, latency_s = (3, 2000, 3.0) if args.quick else (5, 10000, 10.0)
+    latency_n = int(args.rate * latency_s)
+
+    async with throwaway_database() as settings:
+        consumer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--serve-consumer",
+            settings.model_dump_json(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**26,
+        )
+        try:
+            assert consumer.stdout is not None
+            assert (await consumer.stdout.readline()).strip() == b"ready"
+            async with Producer(settings, consumer) as producer:
+                await producer.round("pipeline", 300, None)  # warm-up
+                await producer.round("baseline", 300, None)
+                figures: dict[str, list[float]] = {}
+                for _ in range(rounds):
+                    for kind in ("baseline", "pipeline"):
+                        per_s, _ = await producer.round(kind, n, None)
+                        figures.setdefault(f"{kind}_per_s", []).append(per_s)
+                for _ in range(rounds):
+                    for kind in ("baseline", "pipeline"):
+                        _, latencies = await producer.round(kind, latency_n, args.rate)
+                        figures.setdefault(f"{kind}_p50", []).append(_pct(latencies, 0.5))
+                        figures.setdefault(f"{kind}_p99", []).append(_pct(latencies, 0.99))
+        finally:
+            if consumer.stdin is not None:
+                consumer.stdin.close()
+            await asyncio.wait_for(consumer.wait(), timeout=30)
+
+    med = {key: statistics.median(values) for key, values in figures.items()}
+    result = {
+        "events_per_s": round(med["pipeline_per_s"], 1),
+        "baseline_events_per_s": round(med["baseline_per_s"], 1),
+        "throughput_ratio": round(med["pipeline_per_s"] / med["baseline_per_s"], 3),
+        "rate_per_s": args.rate,
+        "p50_ms": round(med["pipeline_p50"], 2),
+        "p99_ms": round(med["pipeline_p99"], 2),
+        "baseline_p50_ms": round(med["baseline_p50"], 2),
+        "baseline_p99_ms": round(med["baseline_p99"], 2),
+        "rounds": rounds,
+        "events_per_round": n,
+    }
+    result["meets_targets"] = result["throughput_ratio"] >= 0.5 and result["p99_ms"] < 50
+    print(f"{'median of ' + str(rounds) + ' rounds':26}{'pipeline':>12}{'baseline':>12}")
+    print(f"{'events/s':26}{result['events_per_s']:>12}{result['baseline_events_per_s']:>12}")
+    print(f"{'p50 ms @ rate':26}{result['p50_ms']:>12}{result['baseline_p50_ms']:>12}")
+    print(f"{'p99 ms @ rate':26}{result['p99_ms']:>12}{result['baseline_p99_ms']:>12}")
+    print(f"throughput ratio {result['throughput_ratio']} (target >= 0.5), p99 target < 50 ms")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
