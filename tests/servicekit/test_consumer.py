@@ -138,3 +138,39 @@ async def test_failing_handler_is_retried_then_dead_lettered(
 
 async def _notes(runtime, wanted: set[str]) -> bool:  # type: ignore[no-untyped-def]
     return {note for _, note in await effects(runtime)} >= wanted
+
+
+async def test_poison_event_in_a_busy_queue_spoils_only_itself(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env, consumer_delivery_limit=1, consumer_workers=1)
+    seen: list[str] = []
+
+    async def picky(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
+        seen.append(payload.subject)
+        if payload.subject == "poison":
+            raise RuntimeError("cannot handle this one")
+        await record_effect(session, payload, envelope)
+
+    # Queue everything before the consumer starts, so it arrives in batches.
+    async with running(settings, handlers={TicketFiled.event_type: picky}) as runtime:
+        await wait_connected(runtime)
+    subjects = [f"ok-{i}" for i in range(40)]
+    subjects.insert(17, "poison")
+    for subject in subjects:
+        envelope = Envelope.wrap(ticket_filed(subject), producer=PRODUCER)
+        await _send(channel, settings, envelope.to_json(), envelope.type)
+
+    async with running(settings, handlers={TicketFiled.event_type: picky}) as runtime:
+        await eventually(lambda: _notes(runtime, {s for s in subjects if s != "poison"}))
+        dead: list[bytes] = []
+
+        async def poison_dead() -> bool:
+            dead.extend(await _dead_letters(channel, settings))
+            return bool(dead)
+
+        await eventually(poison_dead)
+        notes = [note for _, note in await effects(runtime)]
+        assert sorted(notes) == sorted(s for s in subjects if s != "poison")
+        assert [Envelope.from_json(body).payload["subject"] for body in dead] == ["poison"]
+        assert len(seen) > len(subjects)  # the batch with the poison was retried one by one

@@ -5,7 +5,9 @@ Guarantee: the handler's writes and the event id (in the schema's
 only after that commit. A redelivered event finds its id in the inbox and is
 acked without running the handler again. A handler that raises rolls back and
 the message is returned to the queue; after ``consumer_delivery_limit``
-deliveries the broker dead-letters it. A message that is not a valid envelope,
+deliveries the broker dead-letters it. A database outage is not the message's
+fault: the consumer holds the message (unacked) and retries with backoff until
+the database answers, without spending its deliveries. A message that is not a valid envelope,
 has an unknown type or a payload that does not parse goes straight to the
 dead-letter queue. Nothing a message contains can stop the consumer.
 
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload
 from servicekit import bus, metrics
+from servicekit.db import is_transient
 from servicekit.logging import correlation_id
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
@@ -168,18 +171,32 @@ class Consumer:
                     await self.settle(delivery, outcomes[delivery.envelope.id])
                 return
         for delivery in batch:
+            await self.settle(delivery, await self._handle_alone(delivery))
+
+    async def _handle_alone(self, delivery: Delivery) -> str:
+        """Handle one delivery; wait out database outages without spending its retries."""
+        delay = self.settings.reconnect_min_s
+        while True:
             try:
-                outcome = (await self._commit([delivery]))[delivery.envelope.id]
-            except Exception:
-                log.exception(
-                    "handler for %s failed on event %s (delivery %s); returning it to the queue",
-                    delivery.envelope.type,
+                return (await self._commit([delivery]))[delivery.envelope.id]
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception(
+                        "handler for %s failed on event %s (delivery %s); returning it to the queue",
+                        delivery.envelope.type,
+                        delivery.envelope.id,
+                        delivery.message.headers.get("x-delivery-count", 0),
+                    )
+                    await asyncio.sleep(self.settings.consumer_retry_delay_s)
+                    return "failed"
+                log.warning(
+                    "database unreachable handling %s (%s); retrying in %.1fs",
                     delivery.envelope.id,
-                    delivery.message.headers.get("x-delivery-count", 0),
+                    type(exc).__name__,
+                    delay,
                 )
-                await asyncio.sleep(self.settings.consumer_retry_delay_s)
-                outcome = "failed"
-            await self.settle(delivery, outcome)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_s)
 
     async def _commit(self, batch: Sequence[Delivery]) -> dict[Any, str]:
         """Record the batch in the inbox and run the handlers of new events; commit."""

@@ -4,6 +4,7 @@ import re
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -70,3 +71,23 @@ async def provision_schema(admin_url: str, *, schema: str, role: str, password: 
         await conn.execute(f"ALTER ROLE {_ident(role)} SET search_path = {_ident(schema)}")
     finally:
         await conn.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if `exc` means the database could not be reached, not that the work is wrong.
+
+    Such failures are retried without counting against a message's delivery
+    limit, and the HTTP API answers them with 503 instead of 500.
+    """
+    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return isinstance(exc, InterfaceError | OperationalError) or (
+            cause is not None and cause is not exc and is_transient(cause)
+        )
+    return False

@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from servicekit.db import is_transient
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -138,6 +140,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+            response = problem_response(
+                503,
+                "Service unavailable",
+                "The database is unreachable; nothing was saved. Retry shortly"
+                " (with the same Idempotency-Key, if any).",
+                instance=request.url.path,
+            )
+            response.headers["Retry-After"] = "2"
+            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
             500,
