@@ -29,6 +29,7 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import uvloop
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -346,4 +347,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

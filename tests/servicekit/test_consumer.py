@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, topology
 from contracts.intake import TicketFiled
+from servicekit.consumer import prune_inbox
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.servicekit.helpers import (
@@ -174,3 +176,20 @@ async def test_poison_event_in_a_busy_queue_spoils_only_itself(
         assert sorted(notes) == sorted(s for s in subjects if s != "poison")
         assert [Envelope.from_json(body).payload["subject"] for body in dead] == ["poison"]
         assert len(seen) > len(subjects)  # the batch with the poison was retried one by one
+
+
+async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -> None:
+    settings = await prepared(env)
+    async with running(settings) as runtime:
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO inbox_event (event_id, event_type, received_at) VALUES"
+                    " (gen_random_uuid(), 'old', now() - interval '8 days'),"
+                    " (gen_random_uuid(), 'new', now() - interval '1 day')"
+                )
+            )
+        async with runtime.sessions() as session, session.begin():
+            assert await prune_inbox(session, older_than_s=7 * 24 * 3600) == 1
+            left = (await session.scalars(text("SELECT event_type FROM inbox_event"))).all()
+        assert left == ["new"]

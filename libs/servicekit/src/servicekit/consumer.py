@@ -23,10 +23,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
+from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -242,3 +244,13 @@ class Consumer:
                 await delivery.message.nack(requeue=True)
             else:
                 await delivery.message.ack()
+
+
+async def prune_inbox(session: AsyncSession, *, older_than_s: float) -> int:
+    """Forget handled event ids older than `older_than_s` (far past any redelivery)."""
+    result = await session.execute(
+        delete(inbox_event)
+        .where(inbox_event.c.received_at < func.now() - timedelta(seconds=older_than_s))
+        .returning(inbox_event.c.event_id)
+    )
+    return len(result.all())

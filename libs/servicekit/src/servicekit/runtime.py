@@ -17,12 +17,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.consumer import Consumer, Handler
+from servicekit.consumer import Consumer, Handler, prune_inbox
 from servicekit.db import create_engine, session_factory
 from servicekit.health import health_router
 from servicekit.logging import correlation_id
 from servicekit.outbox import Relay
 from servicekit.problems import install_problem_handlers
+from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
 from servicekit.timers import TimerHandler, TimerWorker
 
@@ -65,10 +66,26 @@ class Runtime:
             loops.append(("consumer", self.consumer.run))
         if self.timers:
             loops.append(("timers", self.timers.run))
+        loops.append(("maintenance", self._maintain))
         for name, run in loops:
             self._tasks.append(
                 asyncio.create_task(run(), name=f"{self.settings.service_name}-{name}")
             )
+
+    async def _maintain(self) -> None:
+        """Prune the inbox now and then; survives database outages."""
+
+        async def prune_forever() -> None:
+            while True:
+                async with self.sessions() as session, session.begin():
+                    pruned = await prune_inbox(
+                        session, older_than_s=self.settings.inbox_retention_s
+                    )
+                if pruned:
+                    log.info("pruned %d inbox rows", pruned)
+                await asyncio.sleep(self.settings.maintenance_interval_s)
+
+        await run_forever(prune_forever, "maintenance", self.settings)
 
     async def stop(self) -> None:
         """Stop the loops and close the database pool."""

@@ -45,3 +45,4 @@ class ServiceSettings(BaseSettings):
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 10.0
     inbox_retention_s: float = 7 * 24 * 3600.0
+    maintenance_interval_s: float = 3600.0
