@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command, context
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -75,3 +77,26 @@ def create_plumbing_tables(op: Any) -> None:
 def drop_plumbing_tables(op: Any) -> None:
     """Drop what `create_plumbing_tables` made."""
     plumbing.drop_all(op.get_bind())
+
+
+def _differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ == "table" and (name in plumbing.tables or name == "alembic_version"))
+
+    context = MigrationContext.configure(
+        connection, opts={"include_object": include, "compare_type": True}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+async def differences(settings: ServiceSettings, metadata: MetaData) -> list[Any]:
+    """What the migrated schema lacks or has beyond `metadata` (empty when in step)."""
+    engine = create_async_engine(
+        settings.database_url,
+        connect_args={"server_settings": {"search_path": settings.db_schema}},
+    )
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_differences, metadata)
+    finally:
+        await engine.dispose()
