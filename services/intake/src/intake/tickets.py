@@ -32,7 +32,14 @@ from intake.errors import (
     TicketNotFound,
     Unprocessable,
 )
-from intake.models import attachment, idempotency_key, product, ticket, ticket_event
+from intake.models import (
+    attachment,
+    idempotency_key,
+    product,
+    ticket,
+    ticket_event,
+    ticket_number_seq,
+)
 from intake.schemas import (
     STATUS_ORDER,
     AttachmentRead,
@@ -45,7 +52,8 @@ from intake.schemas import (
     TimelineEntry,
 )
 from intake.settings import Settings
-from servicekit.outbox import publish
+from servicekit.outbox import notify_channel, publish
+from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
 
@@ -166,7 +174,14 @@ async def file_ticket(
     idempotency: str | None,
     settings: Settings,
 ) -> Filed:
-    """File a ticket (or replay the first filing with the same Idempotency-Key)."""
+    """File a ticket (or replay the first filing with the same Idempotency-Key).
+
+    Round trips are few on purpose (this is the hot path): the claim of the
+    Idempotency-Key; one SELECT for the product, its health, the ticket number
+    and the relay's wake-up NOTIFY (sent only if the transaction commits); one
+    statement that inserts the ticket, its timeline entry and the outbox event
+    and records the response for replays; attachments, if any.
+    """
     checked = _check_uploads(uploads, existing=0, settings=settings)
     if idempotency is not None:
         fingerprint = request_hash(data, uploads)
@@ -178,49 +193,28 @@ async def file_ticket(
 
     found = (
         await session.execute(
-            select(product.c.name, health.state_of(product.c.slug).label("state")).where(
-                product.c.slug == data.product, product.c.active
-            )
+            select(
+                product.c.name,
+                health.state_of(product.c.slug).label("state"),
+                func.nextval(ticket_number_seq.name).label("seq"),
+                func.now().label("now"),
+                func.pg_notify(notify_channel(settings.db_schema), ""),
+            ).where(product.c.slug == data.product, product.c.active)
         )
     ).first()
     if found is None:
         raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
     monitoring_state = HealthState(found.state)
-
+    filed_at: datetime = found.now
     ticket_id = uuid.uuid4()
-    inserted = (
-        await session.execute(
-            insert(ticket)
-            .values(
-                id=ticket_id,
-                organization=data.organization,
-                reporter_name=data.reporter.name,
-                reporter_email=data.reporter.email,
-                product_slug=data.product,
-                severity=data.severity.value,
-                subject=data.subject,
-                description=data.description,
-                urls=data.urls,
-                error_text=data.error_text,
-                monitoring_state=monitoring_state.value,
-                api_key_id=api_key_id,
-            )
-            .returning(ticket.c.number, ticket.c.created_at)
-        )
-    ).one()
-    filed_at: datetime = inserted.created_at
-    attachments = await _insert_attachments(session, ticket_id, checked)
+    number = f"KLX-{found.seq}"
+    attachments = _attachment_rows(ticket_id, checked, filed_at)
     detail = f"Filed as {data.severity.value}; monitoring saw {data.product} {monitoring_state}."
-    await session.execute(
-        insert(ticket_event).values(
-            ticket_id=ticket_id, kind="filed", status="new", detail=detail, at=filed_at
-        )
-    )
-    await publish(
-        session,
+
+    envelope = Envelope.wrap(
         TicketFiled(
             ticket_id=ticket_id,
-            number=inserted.number,
+            number=number,
             organization=data.organization,
             reporter=Person(name=data.reporter.name, email=data.reporter.email),
             product=ProductRef(slug=data.product, name=found.name),
@@ -229,7 +223,7 @@ async def file_ticket(
             description=data.description,
             urls=tuple(data.urls),
             error_text=data.error_text,
-            attachment_ids=tuple(a.id for a in attachments),
+            attachment_ids=tuple(a["id"] for a in attachments),
             monitoring_state=monitoring_state,
             filed_at=filed_at,
         ),
@@ -237,7 +231,7 @@ async def file_ticket(
     )
     read = TicketRead(
         id=ticket_id,
-        number=inserted.number,
+        number=number,
         organization=data.organization,
         reporter=data.reporter,
         product=ProductBrief(slug=data.product, name=found.name),
@@ -250,17 +244,52 @@ async def file_ticket(
         description=data.description,
         urls=data.urls,
         error_text=data.error_text,
-        attachments=attachments,
+        attachments=[_attachment_read(row) for row in attachments],
         timeline=[TimelineEntry(at=filed_at, kind="filed", status="new", detail=detail)],
         next_steps=next_steps(data.severity, found.name, settings.status_page_update_promise_min),
     )
     body = read.model_dump(mode="json")
+
+    new_ticket = insert(ticket).values(
+        id=ticket_id,
+        number=number,
+        organization=data.organization,
+        reporter_name=data.reporter.name,
+        reporter_email=data.reporter.email,
+        product_slug=data.product,
+        severity=data.severity.value,
+        subject=data.subject,
+        description=data.description,
+        urls=data.urls,
+        error_text=data.error_text,
+        monitoring_state=monitoring_state.value,
+        api_key_id=api_key_id,
+        created_at=filed_at,
+        updated_at=filed_at,
+    )
+    first_entry = insert(ticket_event).values(
+        ticket_id=ticket_id, kind="filed", status="new", detail=detail, at=filed_at
+    )
+    ctes = [new_ticket.cte("new_ticket"), first_entry.cte("first_entry")]
     if idempotency is not None:
-        await session.execute(
+        remembered = (
             update(idempotency_key)
             .where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == idempotency)
             .values(status_code=201, response=body)
         )
+        ctes.append(remembered.cte("remembered"))
+    await session.execute(
+        insert(outbox_event)
+        .values(
+            event_id=envelope.id,
+            routing_key=envelope.type,
+            body=envelope.to_json(),
+            correlation_id=envelope.correlation_id,
+        )
+        .add_cte(*ctes)
+    )
+    if attachments:
+        await session.execute(insert(attachment), attachments)
     return Filed(201, body, replayed=False)
 
 
@@ -268,13 +297,10 @@ def _attachment_url(ticket_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
     return f"/v1/tickets/{ticket_id}/attachments/{attachment_id}"
 
 
-async def _insert_attachments(
-    session: AsyncSession, ticket_id: uuid.UUID, checked: Sequence[tuple[Upload, str]]
-) -> list[AttachmentRead]:
-    if not checked:
-        return []
-    now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = [
+def _attachment_rows(
+    ticket_id: uuid.UUID, checked: Sequence[tuple[Upload, str]], at: datetime
+) -> list[dict[str, Any]]:
+    return [
         {
             "id": uuid.uuid4(),
             "ticket_id": ticket_id,
@@ -283,23 +309,22 @@ async def _insert_attachments(
             "size_bytes": len(upload.data),
             "sha256": hashlib.sha256(upload.data).hexdigest(),
             "content": upload.data,
-            "created_at": now,
+            "created_at": at,
         }
         for upload, media_type in checked
     ]
-    await session.execute(insert(attachment), rows)
-    return [
-        AttachmentRead(
-            id=r["id"],
-            filename=r["filename"],
-            content_type=r["content_type"],
-            size_bytes=r["size_bytes"],
-            sha256=r["sha256"],
-            url=_attachment_url(ticket_id, r["id"]),
-            created_at=now,
-        )
-        for r in rows
-    ]
+
+
+def _attachment_read(row: dict[str, Any]) -> AttachmentRead:
+    return AttachmentRead(
+        id=row["id"],
+        filename=row["filename"],
+        content_type=row["content_type"],
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+        url=_attachment_url(row["ticket_id"], row["id"]),
+        created_at=row["created_at"],
+    )
 
 
 _SUMMARY_COLUMNS = (
@@ -471,7 +496,9 @@ async def add_attachments(
         select(func.count()).select_from(attachment).where(attachment.c.ticket_id == row.id)
     )
     checked = _check_uploads(uploads, existing=existing or 0, settings=settings)
-    added = await _insert_attachments(session, row.id, checked)
+    rows = _attachment_rows(row.id, checked, datetime.now(UTC))
+    await session.execute(insert(attachment), rows)
+    added = [_attachment_read(r) for r in rows]
     names = ", ".join(a.filename for a in added)
     await session.execute(
         insert(ticket_event).values(
