@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,6 +131,79 @@ def request_hash(data: TicketCreate, uploads: Sequence[Upload]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
+# The hot path's statements are built once: SQLAlchemy then skips building and
+# cache-keying them per request.
+
+_CLAIM = (
+    pg_insert(idempotency_key)
+    .values(
+        api_key_id=bindparam("p_api_key_id"),
+        key=bindparam("p_key"),
+        request_hash=bindparam("p_request_hash"),
+    )
+    .on_conflict_do_nothing()
+    .returning(idempotency_key.c.key)
+)
+
+_LOOKUP = select(
+    product.c.name,
+    health.state_of(product.c.slug).label("state"),
+    func.nextval(ticket_number_seq.name).label("seq"),
+    func.now().label("now"),
+    func.pg_notify(bindparam("p_channel", type_=String), ""),
+).where(product.c.slug == bindparam("p_slug"), product.c.active)
+"""Product, its health, the next ticket number, and the relay's wake-up (sent on commit)."""
+
+_FILE = (
+    insert(outbox_event)
+    .values(
+        event_id=bindparam("p_event_id"),
+        routing_key=bindparam("p_routing_key"),
+        body=bindparam("p_event_body"),
+        correlation_id=bindparam("p_correlation_id"),
+    )
+    .add_cte(
+        insert(ticket)
+        .values(
+            id=bindparam("p_ticket_id"),
+            number=bindparam("p_number"),
+            organization=bindparam("p_organization"),
+            reporter_name=bindparam("p_reporter_name"),
+            reporter_email=bindparam("p_reporter_email"),
+            product_slug=bindparam("p_product_slug"),
+            severity=bindparam("p_severity"),
+            subject=bindparam("p_subject"),
+            description=bindparam("p_description"),
+            urls=bindparam("p_urls"),
+            error_text=bindparam("p_error_text"),
+            monitoring_state=bindparam("p_monitoring_state"),
+            api_key_id=bindparam("p_api_key_id"),
+            created_at=bindparam("p_filed_at"),
+            updated_at=bindparam("p_filed_at"),
+        )
+        .cte("new_ticket"),
+        insert(ticket_event)
+        .values(
+            ticket_id=bindparam("p_ticket_id"),
+            kind="filed",
+            status="new",
+            detail=bindparam("p_detail"),
+            at=bindparam("p_filed_at"),
+        )
+        .cte("first_entry"),
+        update(idempotency_key)
+        .where(
+            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+            idempotency_key.c.key == bindparam("p_idempotency_key"),
+        )
+        .values(status_code=201, response=bindparam("p_response"))
+        .cte("remembered"),
+    )
+)
+"""The ticket, its first timeline entry, the recorded response (if an Idempotency-Key was
+sent; otherwise the UPDATE matches nothing) and the outbox event, in one statement."""
+
+
 async def _claim_idempotency_key(
     session: AsyncSession, *, api_key_id: uuid.UUID, key: str, fingerprint: str
 ) -> Filed | None:
@@ -141,10 +214,7 @@ async def _claim_idempotency_key(
     """
     claimed = (
         await session.execute(
-            pg_insert(idempotency_key)
-            .values(api_key_id=api_key_id, key=key, request_hash=fingerprint)
-            .on_conflict_do_nothing()
-            .returning(idempotency_key.c.key)
+            _CLAIM, {"p_api_key_id": api_key_id, "p_key": key, "p_request_hash": fingerprint}
         )
     ).first()
     if claimed is not None:
@@ -193,13 +263,7 @@ async def file_ticket(
 
     found = (
         await session.execute(
-            select(
-                product.c.name,
-                health.state_of(product.c.slug).label("state"),
-                func.nextval(ticket_number_seq.name).label("seq"),
-                func.now().label("now"),
-                func.pg_notify(notify_channel(settings.db_schema), ""),
-            ).where(product.c.slug == data.product, product.c.active)
+            _LOOKUP, {"p_slug": data.product, "p_channel": notify_channel(settings.db_schema)}
         )
     ).first()
     if found is None:
@@ -250,43 +314,31 @@ async def file_ticket(
     )
     body = read.model_dump(mode="json")
 
-    new_ticket = insert(ticket).values(
-        id=ticket_id,
-        number=number,
-        organization=data.organization,
-        reporter_name=data.reporter.name,
-        reporter_email=data.reporter.email,
-        product_slug=data.product,
-        severity=data.severity.value,
-        subject=data.subject,
-        description=data.description,
-        urls=data.urls,
-        error_text=data.error_text,
-        monitoring_state=monitoring_state.value,
-        api_key_id=api_key_id,
-        created_at=filed_at,
-        updated_at=filed_at,
-    )
-    first_entry = insert(ticket_event).values(
-        ticket_id=ticket_id, kind="filed", status="new", detail=detail, at=filed_at
-    )
-    ctes = [new_ticket.cte("new_ticket"), first_entry.cte("first_entry")]
-    if idempotency is not None:
-        remembered = (
-            update(idempotency_key)
-            .where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == idempotency)
-            .values(status_code=201, response=body)
-        )
-        ctes.append(remembered.cte("remembered"))
     await session.execute(
-        insert(outbox_event)
-        .values(
-            event_id=envelope.id,
-            routing_key=envelope.type,
-            body=envelope.to_json(),
-            correlation_id=envelope.correlation_id,
-        )
-        .add_cte(*ctes)
+        _FILE,
+        {
+            "p_ticket_id": ticket_id,
+            "p_number": number,
+            "p_organization": data.organization,
+            "p_reporter_name": data.reporter.name,
+            "p_reporter_email": data.reporter.email,
+            "p_product_slug": data.product,
+            "p_severity": data.severity.value,
+            "p_subject": data.subject,
+            "p_description": data.description,
+            "p_urls": data.urls,
+            "p_error_text": data.error_text,
+            "p_monitoring_state": monitoring_state.value,
+            "p_api_key_id": api_key_id,
+            "p_filed_at": filed_at,
+            "p_detail": detail,
+            "p_idempotency_key": idempotency,
+            "p_response": body,
+            "p_event_id": envelope.id,
+            "p_routing_key": envelope.type,
+            "p_event_body": envelope.to_json(),
+            "p_correlation_id": envelope.correlation_id,
+        },
     )
     if attachments:
         await session.execute(insert(attachment), attachments)
