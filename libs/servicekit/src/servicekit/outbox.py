@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, EventPayload
@@ -35,18 +35,23 @@ def notify_channel(schema: str) -> str:
     return f"klaxon_outbox_{schema}"
 
 
+_INSERT = insert(outbox_event)
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
+
+
 async def add_event(session: AsyncSession, envelope: Envelope) -> None:
     """Queue `envelope` for publishing in the session's current transaction.
 
     A trigger on the table notifies the relay when the transaction commits.
     """
     await session.execute(
-        insert(outbox_event).values(
-            event_id=envelope.id,
-            routing_key=envelope.type,
-            body=envelope.to_json(),
-            correlation_id=envelope.correlation_id,
-        )
+        _INSERT,
+        {
+            "event_id": envelope.id,
+            "routing_key": envelope.type,
+            "body": envelope.to_json(),
+            "correlation_id": envelope.correlation_id,
+        },
     )
 
 
@@ -99,10 +104,11 @@ class Relay:
             exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
             self.connected = True
             while not lost.done():
+                # Clear before reading, so a NOTIFY that lands mid-batch is not lost.
+                self._wakeup.clear()
                 sent = await self.publish_batch(exchange)
                 if sent >= self.settings.relay_batch_size:
                     continue
-                self._wakeup.clear()
                 woken = asyncio.ensure_future(self._wakeup.wait())
                 waiters: set[asyncio.Future[Any]] = {woken, lost}
                 try:
@@ -122,6 +128,9 @@ class Relay:
     async def publish_batch(self, exchange: AbstractExchange) -> int:
         """Publish up to one batch of unsent rows and delete them once confirmed."""
         async with self.sessions() as session, session.begin():
+            # Losing this transaction's DELETE in a database crash only republishes
+            # (consumers dedupe), so it need not wait for its WAL flush.
+            await session.execute(_ASYNC_COMMIT)
             rows = (
                 await session.execute(
                     select(
