@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +52,7 @@ from intake.schemas import (
     TimelineEntry,
 )
 from intake.settings import Settings
-from servicekit.outbox import notify_channel, publish
+from servicekit.outbox import publish
 from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
@@ -150,9 +150,8 @@ _LOOKUP = select(
     health.state_of(product.c.slug).label("state"),
     func.nextval(ticket_number_seq.name).label("seq"),
     func.now().label("now"),
-    func.pg_notify(bindparam("p_channel", type_=String), ""),
 ).where(product.c.slug == bindparam("p_slug"), product.c.active)
-"""Product, its health, the next ticket number, and the relay's wake-up (sent on commit)."""
+"""Product, its health, and the next ticket number."""
 
 _FILE = (
     insert(outbox_event)
@@ -247,10 +246,10 @@ async def file_ticket(
     """File a ticket (or replay the first filing with the same Idempotency-Key).
 
     Round trips are few on purpose (this is the hot path): the claim of the
-    Idempotency-Key; one SELECT for the product, its health, the ticket number
-    and the relay's wake-up NOTIFY (sent only if the transaction commits); one
-    statement that inserts the ticket, its timeline entry and the outbox event
-    and records the response for replays; attachments, if any.
+    Idempotency-Key; one SELECT for the product, its health and the ticket
+    number; one statement that inserts the ticket, its timeline entry and the
+    outbox event (whose trigger wakes the relay on commit) and records the
+    response for replays; attachments, if any.
     """
     checked = _check_uploads(uploads, existing=0, settings=settings)
     if idempotency is not None:
@@ -261,11 +260,7 @@ async def file_ticket(
         if earlier is not None:
             return earlier
 
-    found = (
-        await session.execute(
-            _LOOKUP, {"p_slug": data.product, "p_channel": notify_channel(settings.db_schema)}
-        )
-    ).first()
+    found = (await session.execute(_LOOKUP, {"p_slug": data.product})).first()
     if found is None:
         raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
     monitoring_state = HealthState(found.state)
