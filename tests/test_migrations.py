@@ -3,6 +3,7 @@
 import importlib
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.cli import ServiceDefinition
 from servicekit.migrations import differences
@@ -22,3 +23,13 @@ async def test_migrations_match_models(env: Throwaway, package: str) -> None:
     await env.provision(settings, service.migrations)
     await env.provision(settings, service.migrations)  # a second run changes nothing
     assert await differences(settings, metadata) == []
+
+    # The comparison really reads the schema: a dropped table shows up.
+    engine = create_async_engine(
+        settings.database_url,
+        connect_args={"server_settings": {"search_path": settings.db_schema}},
+    )
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TABLE timer")
+    await engine.dispose()
+    assert await differences(settings, metadata) != []

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -99,27 +98,11 @@ async def _key(settings: Settings, runtime: Runtime, name: str, scopes: list[str
     return key.secret
 
 
-async def provision(env: Throwaway, settings: Settings) -> None:
-    """Provision and migrate, retrying while another test run alters the shared role.
-
-    Roles are cluster-wide, so concurrent suites on one Postgres can collide on
-    ALTER ROLE ("tuple concurrently updated").
-    """
-    for attempt in range(10):
-        try:
-            await env.provision(settings, MIGRATIONS)
-            return
-        except asyncpg.InternalServerError as exc:
-            if "concurrently" not in str(exc) or attempt == 9:
-                raise
-            await asyncio.sleep(0.1 * (attempt + 1))
-
-
 @contextlib.asynccontextmanager
 async def running_intake(env: Throwaway, **overrides: object) -> AsyncIterator[Intake]:
     """Provision, migrate and start intake; yield it with an HTTP client."""
     settings = env.settings(Settings, schema="intake", **overrides)
-    await provision(env, settings)
+    await env.provision(settings, MIGRATIONS)
     app = create_app(settings)
     async with (
         LifespanManager(app),

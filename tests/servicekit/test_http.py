@@ -12,9 +12,10 @@ from pydantic import BaseModel, EmailStr, Field
 
 from contracts.intake import TicketFiled
 from servicekit.auth import Principal, create_api_key, require_scope, revoke_api_key
+from servicekit.deps import RuntimeDep
 from servicekit.outbox import publish
 from servicekit.problems import NotFound
-from servicekit.runtime import RuntimeDep, create_service_app
+from servicekit.runtime import create_service_app
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import PRODUCER, prepared, record_effect, ticket_filed
 

@@ -1,5 +1,6 @@
 """Database access bound to one service's schema, and the role that owns it."""
 
+import asyncio
 import re
 
 import asyncpg
@@ -49,6 +50,24 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
+async def _ensure_role(conn: asyncpg.Connection, role: str, password: str) -> None:
+    """Create or update a login role; roles are server-wide, so concurrent runs are retried."""
+    quoted_pw = await conn.fetchval("SELECT quote_literal($1)", password)
+    for attempt in range(20):
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        verb = "ALTER" if exists else "CREATE"
+        try:
+            await conn.execute(f"{verb} ROLE {_ident(role)} LOGIN PASSWORD {quoted_pw}")
+            return
+        except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+            pass  # created by a concurrent run: alter it instead
+        except asyncpg.InternalServerError as exc:
+            if "concurrently" not in str(exc):
+                raise
+        await asyncio.sleep(0.05 * (attempt + 1))
+    raise RuntimeError(f"could not create or update role {role!r}")
+
+
 async def provision_schema(admin_url: str, *, schema: str, role: str, password: str) -> None:
     """Create (idempotently) a login role and a schema it owns; it gets nothing else.
 
@@ -58,10 +77,7 @@ async def provision_schema(admin_url: str, *, schema: str, role: str, password: 
     """
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-        quoted_pw = await conn.fetchval("SELECT quote_literal($1)", password)
-        verb = "ALTER" if exists else "CREATE"
-        await conn.execute(f"{verb} ROLE {_ident(role)} LOGIN PASSWORD {quoted_pw}")
+        await _ensure_role(conn, role, password)
         await conn.execute(
             f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)} AUTHORIZATION {_ident(role)}"
         )

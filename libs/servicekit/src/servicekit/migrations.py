@@ -80,17 +80,21 @@ def drop_plumbing_tables(op: Any) -> None:
 
 
 def _differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    combined = MetaData()
+    for table in (*metadata.tables.values(), *plumbing.tables.values()):
+        table.to_metadata(combined)
+
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        return not (type_ == "table" and (name in plumbing.tables or name == "alembic_version"))
+        return not (type_ == "table" and name == "alembic_version")
 
     context = MigrationContext.configure(
         connection, opts={"include_object": include, "compare_type": True}
     )
-    return list(compare_metadata(context, metadata))
+    return list(compare_metadata(context, combined))
 
 
 async def differences(settings: ServiceSettings, metadata: MetaData) -> list[Any]:
-    """What the migrated schema lacks or has beyond `metadata` (empty when in step)."""
+    """How the migrated schema differs from `metadata` plus the plumbing tables (empty: in step)."""
     engine = create_async_engine(
         settings.database_url,
         connect_args={"server_settings": {"search_path": settings.db_schema}},

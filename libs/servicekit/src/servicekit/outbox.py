@@ -17,8 +17,9 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import BindParameter
 
 from contracts import Envelope, EventPayload
 from servicekit import bus, metrics
@@ -35,8 +36,27 @@ def notify_channel(schema: str) -> str:
     return f"klaxon_outbox_{schema}"
 
 
-_INSERT = insert(outbox_event)
+OUTBOX_VALUES: dict[str, BindParameter[Any]] = {
+    "event_id": bindparam("outbox_event_id"),
+    "routing_key": bindparam("outbox_routing_key"),
+    "body": bindparam("outbox_body"),
+    "correlation_id": bindparam("outbox_correlation_id"),
+}
+"""Bound values of an outbox row, for statements that insert it alongside other rows
+(``insert(outbox_event).values(OUTBOX_VALUES)`` as a CTE); fill with `outbox_params`."""
+
+_INSERT = insert(outbox_event).values(OUTBOX_VALUES)
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
+
+
+def outbox_params(envelope: Envelope) -> dict[str, object]:
+    """Parameters for `OUTBOX_VALUES` that queue `envelope`."""
+    return {
+        "outbox_event_id": envelope.id,
+        "outbox_routing_key": envelope.type,
+        "outbox_body": envelope.to_json(),
+        "outbox_correlation_id": envelope.correlation_id,
+    }
 
 
 async def add_event(session: AsyncSession, envelope: Envelope) -> None:
@@ -44,15 +64,7 @@ async def add_event(session: AsyncSession, envelope: Envelope) -> None:
 
     A trigger on the table notifies the relay when the transaction commits.
     """
-    await session.execute(
-        _INSERT,
-        {
-            "event_id": envelope.id,
-            "routing_key": envelope.type,
-            "body": envelope.to_json(),
-            "correlation_id": envelope.correlation_id,
-        },
-    )
+    await session.execute(_INSERT, outbox_params(envelope))
 
 
 async def publish(

@@ -10,12 +10,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.consumer import Consumer, Handler, prune_inbox
 from servicekit.db import create_engine, session_factory
@@ -98,20 +99,31 @@ class Runtime:
         await self.engine.dispose()
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The runtime of the app serving `request`."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+class CorrelationMiddleware:
+    """Tags each request's logs with its X-Correlation-ID (made up if absent) and echoes it.
 
+    Plain ASGI rather than BaseHTTPMiddleware: it adds next to nothing per request.
+    """
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for one request; the route commits, anything else rolls back."""
-    async with get_runtime(request).sessions() as session:
-        yield session
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = Headers(scope=scope).get("x-correlation-id") or str(uuid.uuid4())
+        token = correlation_id.set(cid)
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Correlation-ID", cid)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
 
 
 def create_service_app(
@@ -138,19 +150,7 @@ def create_service_app(
     app = FastAPI(title=title, version=settings.version, description=description, lifespan=lifespan)
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def correlate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        token = correlation_id.set(cid)
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        response.headers["X-Correlation-ID"] = cid
-        return response
-
+    app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

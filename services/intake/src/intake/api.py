@@ -1,7 +1,6 @@
 """The /v1 REST API: thin routes that parse, call one use case, commit and respond."""
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -9,9 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
-from sqlalchemy import bindparam, select
 
 from contracts.common import Severity
 from intake import keys, products, reports, tickets
@@ -32,10 +29,9 @@ from intake.schemas import (
 )
 from intake.settings import Settings
 from intake.uploads import read_capped, read_multipart
-from servicekit.auth import Principal, hash_key
-from servicekit.problems import PROBLEM_JSON, Forbidden, Unauthorized, UnsupportedMediaType
-from servicekit.runtime import SessionDep
-from servicekit.tables import api_key
+from servicekit.auth import Principal, require_scope
+from servicekit.deps import SessionDep
+from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,42 +43,6 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-_bearer = HTTPBearer(auto_error=False, description="Klaxon API key")
-
-
-_KEY_LOOKUP = select(api_key.c.id, api_key.c.name, api_key.c.scopes).where(
-    api_key.c.key_hash == bindparam("p_hash"), api_key.c.revoked_at.is_(None)
-)
-"""``servicekit.auth.authenticate``'s query, built once."""
-
-
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """Admit a request whose bearer key holds `scope` (401 without a key, 403 without the scope).
-
-    Same rules and table as ``servicekit.auth.require_scope``, but the key is
-    looked up on the request's own session rather than a second pooled
-    connection, with a prebuilt query: both matter on the hot path.
-    """
-
-    async def dependency(
-        session: SessionDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        row = (
-            await session.execute(_KEY_LOOKUP, {"p_hash": hash_key(credentials.credentials)})
-        ).first()
-        principal = Principal(row.id, row.name, frozenset(row.scopes)) if row else None
-        if principal is None:
-            raise Unauthorized("the API key is unknown or revoked")
-        if not principal.allows(scope):
-            raise Forbidden(f"this API key lacks the '{scope}' scope", required_scope=scope)
-        return principal
-
-    return dependency
-
-
 Writer = Annotated[Principal, Depends(require_scope("tickets:write"))]
 Reader = Annotated[Principal, Depends(require_scope("tickets:read"))]
 Admin = Annotated[Principal, Depends(require_scope("admin"))]

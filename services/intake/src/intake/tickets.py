@@ -52,7 +52,7 @@ from intake.schemas import (
     TimelineEntry,
 )
 from intake.settings import Settings
-from servicekit.outbox import publish
+from servicekit.outbox import OUTBOX_VALUES, outbox_params, publish
 from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
@@ -155,12 +155,7 @@ _LOOKUP = select(
 
 _FILE = (
     insert(outbox_event)
-    .values(
-        event_id=bindparam("p_event_id"),
-        routing_key=bindparam("p_routing_key"),
-        body=bindparam("p_event_body"),
-        correlation_id=bindparam("p_correlation_id"),
-    )
+    .values(OUTBOX_VALUES)
     .add_cte(
         insert(ticket)
         .values(
@@ -329,10 +324,7 @@ async def file_ticket(
             "p_detail": detail,
             "p_idempotency_key": idempotency,
             "p_response": body,
-            "p_event_id": envelope.id,
-            "p_routing_key": envelope.type,
-            "p_event_body": envelope.to_json(),
-            "p_correlation_id": envelope.correlation_id,
+            **outbox_params(envelope),
         },
     )
     if attachments:
