@@ -194,7 +194,7 @@ class Producer:
         self.sessions = session_factory(self.engine)
 
     async def __aenter__(self) -> "Producer":
-        self.relay = Relay(self.settings, self.sessions)
+        self.relay = Relay(self.settings)
         self.relaying = asyncio.create_task(self.relay.run())
         self.connection = await aio_pika.connect(AMQP_URL)
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -17,8 +17,8 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange
-from sqlalchemy import bindparam, delete, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from contracts import Envelope, EventPayload
@@ -46,7 +46,6 @@ OUTBOX_VALUES: dict[str, BindParameter[Any]] = {
 (``insert(outbox_event).values(OUTBOX_VALUES)`` as a CTE); fill with `outbox_params`."""
 
 _INSERT = insert(outbox_event).values(OUTBOX_VALUES)
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 
 def outbox_params(envelope: Envelope) -> dict[str, object]:
@@ -88,117 +87,111 @@ async def backlog(session: AsyncSession) -> tuple[int, float | None]:
     return int(count), age
 
 
-class Relay:
-    """Publishes outbox rows to RabbitMQ; run one or many per service."""
+_CLAIM = (
+    "DELETE FROM outbox_event WHERE seq IN ("
+    " SELECT seq FROM outbox_event ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING seq, event_id, routing_key, body, correlation_id"
+)
+"""Take a batch, oldest first; the DELETE commits only after the broker confirmed it."""
 
-    def __init__(
-        self, settings: ServiceSettings, sessions: async_sessionmaker[AsyncSession]
-    ) -> None:
+
+class Relay:
+    """Publishes outbox rows to RabbitMQ; run one or many per service.
+
+    Each relay keeps one database connection of its own, both to LISTEN for
+    new rows and to claim them, with ``synchronous_commit`` off: losing a
+    committed DELETE in a database crash only means publishing again, and
+    consumers dedupe.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.sessions = sessions
         self._wakeup = asyncio.Event()
         self.connected = False
 
     async def run(self) -> None:
-        """Publish until cancelled, reconnecting to the broker with backoff."""
-        listener = asyncio.create_task(self._listen(), name="outbox-listen")
-        try:
-            await run_forever(self._publish_forever, "outbox relay", self.settings)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        """Publish until cancelled, reconnecting to database and broker with backoff."""
+        await run_forever(self._relay_until_lost, "outbox relay", self.settings)
 
-    async def _publish_forever(self) -> None:
-        connection, lost = await bus.connect(self.settings.amqp_url)
+    async def _relay_until_lost(self) -> None:
+        db = await asyncpg.connect(
+            asyncpg_dsn(self.settings.database_url),
+            timeout=10,
+            server_settings={
+                "search_path": self.settings.db_schema,
+                "application_name": f"{self.settings.service_name}-relay",
+                "synchronous_commit": "off",
+            },
+        )
         try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
-            self.connected = True
-            while not lost.done():
-                # Clear before reading, so a NOTIFY that lands mid-batch is not lost.
-                self._wakeup.clear()
-                sent = await self.publish_batch(exchange)
-                if sent >= self.settings.relay_batch_size:
-                    continue
-                woken = asyncio.ensure_future(self._wakeup.wait())
-                waiters: set[asyncio.Future[Any]] = {woken, lost}
-                try:
-                    await asyncio.wait(
-                        waiters,
-                        timeout=self.settings.relay_poll_interval_s,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    woken.cancel()
-            raise ConnectionError(f"broker connection lost: {lost.result()}")
+            await db.add_listener(notify_channel(self.settings.db_schema), self._wake)
+            db.add_termination_listener(self._wake)
+            connection, lost = await bus.connect(self.settings.amqp_url)
+            try:
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
+                self.connected = True
+                await self._publish_while_connected(db, exchange, lost)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await connection.close()
         finally:
-            self.connected = False
             with contextlib.suppress(Exception):
-                await connection.close()
+                await db.close()
 
-    async def publish_batch(self, exchange: AbstractExchange) -> int:
-        """Publish up to one batch of unsent rows and delete them once confirmed."""
-        async with self.sessions() as session, session.begin():
-            # Losing this transaction's DELETE in a database crash only republishes
-            # (consumers dedupe), so it need not wait for its WAL flush.
-            await session.execute(_ASYNC_COMMIT)
-            rows = (
-                await session.execute(
-                    select(
-                        outbox_event.c.seq,
-                        outbox_event.c.event_id,
-                        outbox_event.c.routing_key,
-                        outbox_event.c.body,
-                        outbox_event.c.correlation_id,
-                    )
-                    .order_by(outbox_event.c.seq)
-                    .limit(self.settings.relay_batch_size)
-                    .with_for_update(skip_locked=True)
+    def _wake(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _publish_while_connected(
+        self,
+        db: asyncpg.Connection,
+        exchange: AbstractExchange,
+        lost: asyncio.Future[BaseException | None],
+    ) -> None:
+        while not lost.done():
+            if db.is_closed():
+                raise ConnectionError("database connection lost")
+            # Clear before reading, so a NOTIFY that lands mid-batch is not lost.
+            self._wakeup.clear()
+            if await self.publish_batch(db, exchange) >= self.settings.relay_batch_size:
+                continue
+            woken = asyncio.ensure_future(self._wakeup.wait())
+            waiters: set[asyncio.Future[Any]] = {woken, lost}
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.settings.relay_poll_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-            ).all()
+            finally:
+                woken.cancel()
+        raise ConnectionError(f"broker connection lost: {lost.result()}")
+
+    async def publish_batch(self, db: asyncpg.Connection, exchange: AbstractExchange) -> int:
+        """Publish up to one batch of rows; they are deleted only once all are confirmed."""
+        async with db.transaction():
+            claimed = await db.fetch(_CLAIM, self.settings.relay_batch_size)
+            rows = sorted(claimed, key=lambda row: row["seq"])
             if not rows:
                 return 0
             await asyncio.gather(
                 *(
                     exchange.publish(
                         aio_pika.Message(
-                            body=row.body,
-                            message_id=str(row.event_id),
-                            correlation_id=str(row.correlation_id),
-                            type=row.routing_key,
+                            body=row["body"],
+                            message_id=str(row["event_id"]),
+                            correlation_id=str(row["correlation_id"]),
+                            type=row["routing_key"],
                             content_type="application/json",
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             app_id=self.settings.service_name,
                         ),
-                        routing_key=row.routing_key,
+                        routing_key=row["routing_key"],
                         mandatory=True,
                     )
                     for row in rows
                 )
             )
-            await session.execute(
-                delete(outbox_event).where(outbox_event.c.seq.in_([row.seq for row in rows]))
-            )
         metrics.EVENTS_PUBLISHED.labels(self.settings.service_name).inc(len(rows))
         return len(rows)
-
-    async def _listen(self) -> None:
-        """Wake the relay on NOTIFY; reconnect if the database goes away."""
-
-        def wake(*_: object) -> None:
-            self._wakeup.set()
-
-        async def listen_once() -> None:
-            conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url), timeout=10)
-            try:
-                await conn.add_listener(notify_channel(self.settings.db_schema), wake)
-                self._wakeup.set()  # catch up on anything added while not listening
-                while not conn.is_closed():
-                    await asyncio.sleep(self.settings.relay_poll_interval_s)
-                    await conn.execute("SELECT 1")
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-        await run_forever(listen_once, "outbox listener", self.settings)

@@ -45,7 +45,7 @@ class Runtime:
         self.engine = create_engine(settings)
         self.sessions = session_factory(self.engine)
         self.started_at = time.time()
-        self.relay = Relay(settings, self.sessions) if settings.relay_enabled else None
+        self.relay = Relay(settings) if settings.relay_enabled else None
         self.consumer = (
             Consumer(settings, self.sessions, handlers)
             if settings.consumer_enabled and handlers
