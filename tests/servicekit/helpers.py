@@ -47,11 +47,30 @@ async def record_effect(session: AsyncSession, payload: TicketFiled, envelope: E
     )
 
 
+HANDLERS: dict[str, Handler] = {TicketFiled.event_type: record_effect}
+"""The test service handles ticket.filed by recording an effect."""
+
+
 async def effects(runtime: Runtime) -> list[tuple[uuid.UUID, str]]:
     """Every (event_id, note) handled so far."""
     async with runtime.sessions() as session:
         rows = await session.execute(text("SELECT event_id, note FROM effect ORDER BY id"))
         return [(row.event_id, row.note) for row in rows]
+
+
+async def handled_ids(runtime: Runtime, wanted: set[uuid.UUID]) -> bool:
+    """True once every event id in `wanted` has left its effect."""
+    return {event_id for event_id, _ in await effects(runtime)} >= wanted
+
+
+async def handled_notes(runtime: Runtime, wanted: set[str]) -> bool:
+    """True once an effect with each note in `wanted` exists."""
+    return {note for _, note in await effects(runtime)} >= wanted
+
+
+async def handled_count(runtime: Runtime, n: int) -> bool:
+    """True once at least `n` effects exist."""
+    return len(await effects(runtime)) >= n
 
 
 async def prepared(env: Throwaway, **overrides: object) -> ServiceSettings:

@@ -5,21 +5,19 @@ import uuid
 
 import pytest
 
-from contracts.intake import TicketFiled
 from servicekit.outbox import publish
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.proxy import TcpProxy
 from tests.servicekit.helpers import (
+    HANDLERS,
     PRODUCER,
     effects,
+    handled_ids,
     prepared,
-    record_effect,
     running,
     ticket_filed,
     wait_connected,
 )
-
-HANDLERS = {TicketFiled.event_type: record_effect}
 
 
 async def test_events_added_while_broker_unreachable_are_published_after_it_returns(
@@ -53,7 +51,7 @@ async def test_events_added_while_broker_unreachable_are_published_after_it_retu
             assert await effects(consumer) == []
 
             await proxy.start()
-            await eventually(lambda: _handled(consumer, ids), timeout_s=20)
+            await eventually(lambda: handled_ids(consumer, set(ids)), timeout_s=20)
             assert sorted(e for e, _ in await effects(consumer)) == sorted(ids)
     finally:
         await proxy.close()
@@ -66,7 +64,7 @@ async def test_relay_and_consumer_survive_a_real_rabbitmq_restart(env: Throwaway
         await wait_connected(runtime)
         async with runtime.sessions() as session, session.begin():
             before = await publish(session, ticket_filed("before restart"), producer=PRODUCER)
-        await eventually(lambda: _handled(runtime, [before.id]))
+        await eventually(lambda: handled_ids(runtime, {before.id}))
 
         await _rabbitmqctl("stop_app")
         try:
@@ -74,12 +72,8 @@ async def test_relay_and_consumer_survive_a_real_rabbitmq_restart(env: Throwaway
                 during = await publish(session, ticket_filed("during restart"), producer=PRODUCER)
         finally:
             await _rabbitmqctl("start_app")
-        await eventually(lambda: _handled(runtime, [before.id, during.id]), timeout_s=60)
+        await eventually(lambda: handled_ids(runtime, {before.id, during.id}), timeout_s=60)
         assert len(await effects(runtime)) == 2
-
-
-async def _handled(runtime, ids: list[uuid.UUID]) -> bool:  # type: ignore[no-untyped-def]
-    return {e for e, _ in await effects(runtime)} >= set(ids)
 
 
 async def _rabbitmqctl(command: str) -> None:

@@ -16,16 +16,16 @@ from servicekit.consumer import prune_inbox
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.servicekit.helpers import (
+    HANDLERS,
     PRODUCER,
     effects,
+    handled_notes,
     prepared,
     record_effect,
     running,
     ticket_filed,
     wait_connected,
 )
-
-HANDLERS = {TicketFiled.event_type: record_effect}
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ async def test_redelivered_event_is_handled_once(env: Throwaway, channel: Abstra
         marker = Envelope.wrap(ticket_filed("marker"), producer=PRODUCER)
         await _send(channel, settings, marker.to_json(), marker.type)
 
-        await eventually(lambda: _notes(runtime, {"twice", "marker"}))
+        await eventually(lambda: handled_notes(runtime, {"twice", "marker"}))
         assert sorted(note for _, note in await effects(runtime)) == ["marker", "twice"]
 
 
@@ -91,7 +91,7 @@ async def test_malformed_messages_are_dead_lettered_and_consumer_keeps_going(
             await _send(channel, settings, body, TicketFiled.event_type)
         await _send(channel, settings, good.to_json(), good.type)
 
-        await eventually(lambda: _notes(runtime, {"good"}))
+        await eventually(lambda: handled_notes(runtime, {"good"}))
         dead: list[bytes] = []
 
         async def all_dead() -> bool:
@@ -124,7 +124,7 @@ async def test_failing_handler_is_retried_then_dead_lettered(
         await _send(channel, settings, poison.to_json(), poison.type)
         await _send(channel, settings, transient.to_json(), transient.type)
 
-        await eventually(lambda: _notes(runtime, {"transient"}))
+        await eventually(lambda: handled_notes(runtime, {"transient"}))
         dead: list[bytes] = []
 
         async def poison_dead() -> bool:
@@ -136,10 +136,6 @@ async def test_failing_handler_is_retried_then_dead_lettered(
         assert attempts.count(transient.id) == 2
         assert attempts.count(poison.id) == 3  # first delivery + delivery_limit redeliveries
         assert [note for _, note in await effects(runtime)] == ["transient"]
-
-
-async def _notes(runtime, wanted: set[str]) -> bool:  # type: ignore[no-untyped-def]
-    return {note for _, note in await effects(runtime)} >= wanted
 
 
 async def test_poison_event_in_a_busy_queue_spoils_only_itself(
@@ -164,7 +160,7 @@ async def test_poison_event_in_a_busy_queue_spoils_only_itself(
         await _send(channel, settings, envelope.to_json(), envelope.type)
 
     async with running(settings, handlers={TicketFiled.event_type: picky}) as runtime:
-        await eventually(lambda: _notes(runtime, {s for s in subjects if s != "poison"}))
+        await eventually(lambda: handled_notes(runtime, {s for s in subjects if s != "poison"}))
         dead: list[bytes] = []
 
         async def poison_dead() -> bool:

@@ -6,21 +6,19 @@ import aio_pika
 from sqlalchemy.engine import make_url
 
 from contracts import Envelope, topology
-from contracts.intake import TicketFiled
 from servicekit.outbox import publish
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.proxy import TcpProxy
 from tests.servicekit.helpers import (
+    HANDLERS,
     PRODUCER,
     effects,
+    handled_count,
     prepared,
-    record_effect,
     running,
     ticket_filed,
     wait_connected,
 )
-
-HANDLERS = {TicketFiled.event_type: record_effect}
 
 
 async def test_consumer_waits_out_a_database_outage_without_dead_lettering(
@@ -56,7 +54,7 @@ async def test_consumer_waits_out_a_database_outage_without_dead_lettering(
                         assert await effects(observer) == []
                         await asyncio.sleep(0.1)
                 await proxy.start()
-                await eventually(lambda: _count(runtime, len(sent)), timeout_s=30)
+                await eventually(lambda: handled_count(runtime, len(sent)), timeout_s=30)
 
                 dead = await channel.declare_queue(
                     topology.dead_letter_name("test", prefix=settings.queue_prefix), passive=True
@@ -65,11 +63,7 @@ async def test_consumer_waits_out_a_database_outage_without_dead_lettering(
 
             async with runtime.sessions() as session, session.begin():
                 after = await publish(session, ticket_filed("after"), producer=PRODUCER)
-            await eventually(lambda: _count(runtime, len(sent) + 1))
+            await eventually(lambda: handled_count(runtime, len(sent) + 1))
             assert after.id in {e for e, _ in await effects(runtime)}
     finally:
         await proxy.close()
-
-
-async def _count(runtime, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return len(await effects(runtime)) >= n

@@ -12,6 +12,7 @@ from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import (
     PRODUCER,
     effects,
+    handled_count,
     prepared,
     record_effect,
     running,
@@ -44,7 +45,7 @@ async def test_events_survive_a_killed_service_process_and_are_handled_once(
                     envelope = await publish(session, ticket_filed(f"kill-{i}"), producer=PRODUCER)
                     ids.append(envelope.id)
             # Let the worker get part of the way, then kill it without warning.
-            await eventually(lambda: _count(local, 5), timeout_s=20)
+            await eventually(lambda: handled_count(local, 5), timeout_s=20)
             worker.send_signal(signal.SIGKILL)
             await worker.wait()
             done_before = len(await effects(local))
@@ -55,11 +56,7 @@ async def test_events_survive_a_killed_service_process_and_are_handled_once(
             await worker.wait()
 
     async with running(settings, handlers={TicketFiled.event_type: record_effect}) as restarted:
-        await eventually(lambda: _count(restarted, len(ids)), timeout_s=30)
+        await eventually(lambda: handled_count(restarted, len(ids)), timeout_s=30)
         await asyncio.sleep(0.5)  # anything handled twice would show up now
         handled = [event_id for event_id, _ in await effects(restarted)]
     assert sorted(handled) == sorted(ids)
-
-
-async def _count(runtime, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return len(await effects(runtime)) >= n

@@ -4,20 +4,19 @@ import uuid
 
 import aio_pika
 
-from contracts.intake import TicketFiled
 from servicekit.outbox import backlog, publish
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.servicekit.helpers import (
+    HANDLERS,
     PRODUCER,
     effects,
+    handled_count,
+    handled_ids,
     prepared,
-    record_effect,
     running,
     ticket_filed,
     wait_connected,
 )
-
-HANDLERS = {TicketFiled.event_type: record_effect}
 
 
 async def test_event_added_in_rolled_back_transaction_is_never_published(env: Throwaway) -> None:
@@ -30,7 +29,7 @@ async def test_event_added_in_rolled_back_transaction_is_never_published(env: Th
         async with runtime.sessions() as session, session.begin():
             marker = await publish(session, ticket_filed("committed"), producer=PRODUCER)
 
-        await eventually(lambda: _has(runtime, marker.id))
+        await eventually(lambda: handled_ids(runtime, {marker.id}))
         assert [note for _, note in await effects(runtime)] == ["committed"]
 
 
@@ -53,7 +52,7 @@ async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaw
                     )
                     ids.append(envelope.id)
 
-        await eventually(lambda: _count(first, len(ids)), timeout_s=30)
+        await eventually(lambda: handled_count(first, len(ids)), timeout_s=30)
         handled = [event_id for event_id, _ in await effects(first)]
         assert sorted(handled) == sorted(ids)
         async with first.sessions() as session:
@@ -66,11 +65,3 @@ async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaw
         assert await tap.get(fail=False) is None
         assert sorted(published) == sorted(str(i) for i in ids)
         await connection.close()
-
-
-async def _has(runtime, event_id: uuid.UUID) -> bool:  # type: ignore[no-untyped-def]
-    return any(e == event_id for e, _ in await effects(runtime))
-
-
-async def _count(runtime, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return len(await effects(runtime)) >= n
