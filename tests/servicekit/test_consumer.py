@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope, topology
 from contracts.intake import TicketFiled
 from servicekit.consumer import prune_inbox
+from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually
 from tests.servicekit.helpers import (
@@ -176,7 +177,8 @@ async def test_poison_event_in_a_busy_queue_spoils_only_itself(
 
 async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -> None:
     settings = await prepared(env)
-    async with running(settings) as runtime:
+    runtime = Runtime(settings)  # not started: its own maintenance loop would prune first
+    try:
         async with runtime.sessions() as session, session.begin():
             await session.execute(
                 text(
@@ -189,3 +191,5 @@ async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -
             assert await prune_inbox(session, older_than_s=7 * 24 * 3600) == 1
             left = (await session.scalars(text("SELECT event_type FROM inbox_event"))).all()
         assert left == ["new"]
+    finally:
+        await runtime.stop()

@@ -31,7 +31,7 @@ async def test_timer_fires_once_when_due_and_not_before(env: Throwaway) -> None:
         now = datetime.now(UTC)
         async with runtime.sessions() as session, session.begin():
             await schedule(
-                session, kind="deadline", key="soon", due_at=now + timedelta(seconds=0.3)
+                session, kind="deadline", key="soon", due_at=now + timedelta(seconds=1.5)
             )
             await schedule(session, kind="deadline", key="later", due_at=now + timedelta(hours=1))
             await schedule(session, kind="deadline", key="cancelled", due_at=now)
