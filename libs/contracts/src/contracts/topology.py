@@ -3,10 +3,14 @@
 EVENTS_EXCHANGE = "klaxon.events"
 """Durable topic exchange; the routing key of every message is its event type."""
 
-UNROUTED_EXCHANGE = "klaxon.unrouted"
-"""Alternate exchange of `EVENTS_EXCHANGE`: events no service is bound to are kept here."""
 
-UNROUTED_QUEUE = "klaxon.unrouted"
+def unrouted_name(exchange: str) -> str:
+    """Alternate exchange (and queue) of `exchange`: events no service is bound to are kept."""
+    return f"{exchange}.unrouted"
+
+
+UNROUTED_EXCHANGE = unrouted_name(EVENTS_EXCHANGE)
+UNROUTED_QUEUE = UNROUTED_EXCHANGE
 
 SERVICES = ("intake", "monitor", "notifier", "statuspage")
 

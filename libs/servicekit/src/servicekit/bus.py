@@ -8,18 +8,13 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from contracts import topology
 
 
-def unrouted_name(exchange: str) -> str:
-    """Alternate exchange (and queue) for `exchange`'s events no service is bound to."""
-    return f"{exchange}.unrouted"
-
-
 async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
     """Declare the durable topic exchange; unroutable events are kept, not dropped."""
     unrouted = await channel.declare_exchange(
-        unrouted_name(name), aio_pika.ExchangeType.FANOUT, durable=True
+        topology.unrouted_name(name), aio_pika.ExchangeType.FANOUT, durable=True
     )
     queue = await channel.declare_queue(
-        unrouted_name(name),
+        topology.unrouted_name(name),
         durable=True,
         arguments={"x-queue-type": "quorum", "x-max-length": 100_000},
     )
@@ -28,7 +23,7 @@ async def declare_events_exchange(channel: AbstractChannel, name: str) -> Abstra
         name,
         aio_pika.ExchangeType.TOPIC,
         durable=True,
-        arguments={"alternate-exchange": unrouted_name(name)},
+        arguments={"alternate-exchange": topology.unrouted_name(name)},
     )
 
 

@@ -3,6 +3,8 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts import topology
+
 
 class ServiceSettings(BaseSettings):
     """Common settings; a service subclasses this and adds its own.
@@ -20,7 +22,7 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    exchange: str = "klaxon.events"
+    exchange: str = topology.EVENTS_EXCHANGE
     queue_prefix: str = "klaxon"
 
     http_host: str = "127.0.0.1"
