@@ -17,6 +17,7 @@ JSON object. Usage: ``uv run python bench/pipeline.py [--quick]``.
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -173,6 +174,8 @@ async def serve_consumer(settings: ServiceSettings) -> None:
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
+    gc.collect()
+    gc.freeze()  # as servicekit's Runtime does at start-up
     print("ready", flush=True)
     while line := await reader.readline():
         TimedConsumer.clock = clock = Clock(int(line))
@@ -307,6 +310,8 @@ async def main() -> None:
             assert consumer.stdout is not None
             assert (await consumer.stdout.readline()).strip() == b"ready"
             async with Producer(settings, consumer) as producer:
+                gc.collect()
+                gc.freeze()  # as servicekit's Runtime does at start-up
                 await producer.round("pipeline", 300, None)  # warm-up
                 await producer.round("baseline", 300, None)
                 figures: dict[str, list[float]] = {}
