@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from servicekit.db import asyncpg_dsn, provision_schema
 from servicekit.migrations import upgrade
+from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 
 ADMIN_URL = os.environ.get(
@@ -133,3 +134,12 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s: {check}")
         await asyncio.sleep(interval_s)
+
+
+async def wait_connected(runtime: Runtime, timeout_s: float = 10.0) -> None:
+    """Wait until a runtime's relay and consumer are connected to the broker."""
+    async with asyncio.timeout(timeout_s):
+        while not all(
+            loop.connected for loop in (runtime.relay, runtime.consumer) if loop is not None
+        ):
+            await asyncio.sleep(0.02)

@@ -3,9 +3,9 @@
 import importlib
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.cli import ServiceDefinition
+from servicekit.db import create_engine
 from servicekit.migrations import differences
 from servicekit.settings import ServiceSettings
 from tests.harness import Throwaway
@@ -25,10 +25,7 @@ async def test_migrations_match_models(env: Throwaway, package: str) -> None:
     assert await differences(settings, metadata) == []
 
     # The comparison really reads the schema: a dropped table shows up.
-    engine = create_async_engine(
-        settings.database_url,
-        connect_args={"server_settings": {"search_path": settings.db_schema}},
-    )
+    engine = create_engine(settings)
     async with engine.begin() as conn:
         await conn.exec_driver_sql("DROP TABLE timer")
     await engine.dispose()

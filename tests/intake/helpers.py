@@ -123,15 +123,6 @@ async def running_intake(env: Throwaway, **overrides: object) -> AsyncIterator[I
         yield service
 
 
-async def wait_connected(runtime: Runtime, timeout_s: float = 10.0) -> None:
-    """Wait until the relay and consumer are connected to the broker."""
-    async with asyncio.timeout(timeout_s):
-        while not all(
-            loop.connected for loop in (runtime.relay, runtime.consumer) if loop is not None
-        ):
-            await asyncio.sleep(0.02)
-
-
 async def inject(env: Throwaway, payload: EventPayload, *, producer: str = "notifier") -> Envelope:
     """Publish an event to the test's exchange as another service would."""
     envelope = Envelope.wrap(payload, producer=producer)

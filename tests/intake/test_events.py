@@ -20,7 +20,7 @@ from contracts.notifier import (
 )
 from contracts.statuspage import ComponentStatusChanged, IncidentOpened, IncidentResolved
 from servicekit.tables import inbox_event
-from tests.harness import eventually
+from tests.harness import eventually, wait_connected
 from tests.intake.helpers import (
     Intake,
     inject,
@@ -28,7 +28,6 @@ from tests.intake.helpers import (
     new_id,
     next_event,
     now,
-    wait_connected,
 )
 
 CANVAS = ProductRef(slug="canvas-hosting", name="Canvas Hosting")

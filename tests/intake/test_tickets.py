@@ -7,7 +7,7 @@ from contracts import parse_payload
 from contracts.common import HealthState, ProductRef
 from contracts.intake import TicketFiled
 from contracts.monitor import MonitorWentDown
-from tests.harness import eventually
+from tests.harness import eventually, wait_connected
 from tests.intake.helpers import (
     Intake,
     inject,
@@ -16,7 +16,6 @@ from tests.intake.helpers import (
     next_event,
     now,
     ticket_body,
-    wait_connected,
 )
 
 

@@ -1,6 +1,5 @@
 """A tiny service built from servicekit parts, for the plumbing tests."""
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -94,12 +93,3 @@ async def running(
         yield runtime
     finally:
         await runtime.stop()
-
-
-async def wait_connected(runtime: Runtime, timeout_s: float = 10.0) -> None:
-    """Wait until the runtime's relay and consumer are connected to the broker."""
-    async with asyncio.timeout(timeout_s):
-        while not all(
-            loop.connected for loop in (runtime.relay, runtime.consumer) if loop is not None
-        ):
-            await asyncio.sleep(0.02)

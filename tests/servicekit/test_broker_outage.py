@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from servicekit.outbox import publish
-from tests.harness import AMQP_URL, Throwaway, eventually
+from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.proxy import TcpProxy
 from tests.servicekit.helpers import (
     HANDLERS,
@@ -16,7 +16,6 @@ from tests.servicekit.helpers import (
     prepared,
     running,
     ticket_filed,
-    wait_connected,
 )
 
 

@@ -15,7 +15,7 @@ from contracts.intake import TicketFiled
 from servicekit.consumer import prune_inbox
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
-from tests.harness import AMQP_URL, Throwaway, eventually
+from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
     PRODUCER,
@@ -25,7 +25,6 @@ from tests.servicekit.helpers import (
     record_effect,
     running,
     ticket_filed,
-    wait_connected,
 )
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.engine import make_url
 
 from contracts import Envelope, topology
 from servicekit.outbox import publish
-from tests.harness import AMQP_URL, Throwaway, eventually
+from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.proxy import TcpProxy
 from tests.servicekit.helpers import (
     HANDLERS,
@@ -17,7 +17,6 @@ from tests.servicekit.helpers import (
     prepared,
     running,
     ticket_filed,
-    wait_connected,
 )
 
 

@@ -5,7 +5,7 @@ import uuid
 import aio_pika
 
 from servicekit.outbox import backlog, publish
-from tests.harness import AMQP_URL, Throwaway, eventually
+from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
     PRODUCER,
@@ -15,7 +15,6 @@ from tests.servicekit.helpers import (
     prepared,
     running,
     ticket_filed,
-    wait_connected,
 )
 
 

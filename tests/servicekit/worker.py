@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope
 from contracts.intake import TicketFiled
 from servicekit.settings import ServiceSettings
-from tests.servicekit.helpers import record_effect, running, wait_connected
+from tests.harness import wait_connected
+from tests.servicekit.helpers import record_effect, running
 
 
 async def slow_effect(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:

@@ -18,18 +18,19 @@ from servicekit.settings import ServiceSettings
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+def server_settings(settings: ServiceSettings, *, role: str = "") -> dict[str, str]:
+    """Postgres session settings of a service connection: its schema first, a name to spot it."""
+    name = f"{settings.service_name}-{role}" if role else settings.service_name
+    return {"search_path": settings.db_schema, "application_name": name}
+
+
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
     """An asyncpg engine whose connections see only the service's schema by default."""
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        connect_args={
-            "server_settings": {
-                "search_path": settings.db_schema,
-                "application_name": settings.service_name,
-            }
-        },
+        connect_args={"server_settings": server_settings(settings)},
     )
 
 

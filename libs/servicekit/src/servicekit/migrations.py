@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from servicekit.db import create_engine
 from servicekit.settings import ServiceSettings
 from servicekit.tables import plumbing
 
@@ -40,10 +40,7 @@ def _run_upgrade(connection: Connection, config: Config, revision: str) -> None:
 
 async def upgrade(settings: ServiceSettings, script_location: Path, revision: str = "head") -> None:
     """Run the service's migrations up to `revision` against its schema."""
-    engine = create_async_engine(
-        settings.database_url,
-        connect_args={"server_settings": {"search_path": settings.db_schema}},
-    )
+    engine = create_engine(settings)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(
@@ -95,10 +92,7 @@ def _differences(connection: Connection, metadata: MetaData) -> list[Any]:
 
 async def differences(settings: ServiceSettings, metadata: MetaData) -> list[Any]:
     """How the migrated schema differs from `metadata` plus the plumbing tables (empty: in step)."""
-    engine = create_async_engine(
-        settings.database_url,
-        connect_args={"server_settings": {"search_path": settings.db_schema}},
-    )
+    engine = create_engine(settings)
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(_differences, metadata)

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from contracts import Envelope, EventPayload
 from servicekit import bus, metrics
-from servicekit.db import asyncpg_dsn
+from servicekit.db import asyncpg_dsn, server_settings
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
 from servicekit.tables import outbox_event
@@ -118,8 +118,7 @@ class Relay:
             asyncpg_dsn(self.settings.database_url),
             timeout=10,
             server_settings={
-                "search_path": self.settings.db_schema,
-                "application_name": f"{self.settings.service_name}-relay",
+                **server_settings(self.settings, role="relay"),
                 "synchronous_commit": "off",
             },
         )

@@ -36,10 +36,8 @@ from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
 
 async def get_settings(request: Request) -> Settings:
     """The intake settings of the running service (async: no threadpool hop per request)."""
-    settings = request.app.state.runtime.settings
-    if isinstance(settings, Settings):
-        return settings
-    return Settings.model_validate(settings.model_dump())
+    settings: Settings = request.app.state.runtime.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

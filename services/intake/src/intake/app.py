@@ -22,8 +22,10 @@ DESCRIPTION = (
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app; its database and broker connections open in the lifespan."""
+    if not isinstance(settings, Settings):
+        settings = Settings.model_validate(settings.model_dump()) if settings else Settings()
     app = create_service_app(
-        settings or Settings(),
+        settings,
         title="Klaxon intake",
         routers=[router],
         handlers=HANDLERS,
