@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.deps import SessionDep
+from servicekit.deps import RuntimeDep
 from servicekit.problems import Forbidden, NotFound, Unauthorized
+from servicekit.sql import Query, connection
 from servicekit.tables import api_key
 
 ADMIN = "admin"
@@ -85,33 +87,37 @@ async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
         raise NotFound(f"no active API key {key_id}")
 
 
-_LOOKUP = select(api_key.c.id, api_key.c.name, api_key.c.scopes).where(
-    api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None)
+_LOOKUP = Query.of(
+    select(api_key.c.id, api_key.c.name, api_key.c.scopes).where(
+        api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None)
+    )
 )
 
 
-async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
+async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | None:
     """The principal for `secret`, or None if unknown or revoked."""
-    row = (await session.execute(_LOOKUP, {"key_hash": hash_key(secret)})).first()
+    row = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"key_hash": hash_key(secret)}))
     if row is None:
         return None
-    return Principal(row.id, row.name, frozenset(row.scopes))
+    return Principal(row["id"], row["name"], frozenset(row["scopes"]))
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a request whose bearer key holds `scope`.
 
-    The key is looked up on the request's own session (FastAPI hands the route
-    the same one), so authentication costs one query and no extra connection.
+    Every request runs it, so the key is looked up with one statement on a
+    pooled driver connection that is returned before the route runs (see
+    `servicekit.sql`); a route never holds two connections at once.
     """
 
     async def dependency(
-        session: SessionDep,
+        runtime: RuntimeDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        principal = await authenticate(session, credentials.credentials)
+        async with connection(runtime.engine) as conn:
+            principal = await authenticate(conn, credentials.credentials)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
         if not principal.allows(scope):

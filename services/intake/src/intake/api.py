@@ -30,8 +30,9 @@ from intake.schemas import (
 from intake.settings import Settings
 from intake.uploads import read_capped, read_multipart
 from servicekit.auth import Principal, require_scope
-from servicekit.deps import SessionDep
+from servicekit.deps import RuntimeDep, SessionDep
 from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
+from servicekit.sql import connection
 
 
 async def get_settings(request: Request) -> Settings:
@@ -146,7 +147,7 @@ def _utc(value: datetime | None) -> datetime | None:
 )
 async def file_ticket(
     request: Request,
-    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Writer,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -164,15 +165,15 @@ async def file_ticket(
         uploads = [upload for _, upload in body.files]
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
-    filed = await tickets.file_ticket(
-        session=session,
-        data=data,
-        uploads=uploads,
-        api_key_id=principal.key_id,
-        idempotency=idempotency_key,
-        settings=settings,
-    )
-    await session.commit()
+    async with connection(runtime.engine) as conn, conn.transaction():
+        filed = await tickets.file_ticket(
+            conn=conn,
+            data=data,
+            uploads=uploads,
+            api_key_id=principal.key_id,
+            idempotency=idempotency_key,
+            settings=settings,
+        )
     headers = {"Location": f"/v1/tickets/{filed.body['id']}"}
     if filed.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,6 +54,7 @@ from intake.schemas import (
 )
 from intake.settings import Settings
 from servicekit.outbox import OUTBOX_VALUES, outbox_params, publish
+from servicekit.sql import Query
 from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
@@ -131,10 +133,10 @@ def request_hash(data: TicketCreate, uploads: Sequence[Upload]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-# The hot path's statements are built once: SQLAlchemy then skips building and
-# cache-keying them per request.
+# The hot path's statements are compiled once and run on the driver (servicekit.sql):
+# filing is the one path every request of the portal takes.
 
-_CLAIM = (
+_CLAIM = Query.of(
     pg_insert(idempotency_key)
     .values(
         api_key_id=bindparam("p_api_key_id"),
@@ -145,15 +147,26 @@ _CLAIM = (
     .returning(idempotency_key.c.key)
 )
 
-_LOOKUP = select(
-    product.c.name,
-    health.state_of(product.c.slug).label("state"),
-    func.nextval(ticket_number_seq.name).label("seq"),
-    func.now().label("now"),
-).where(product.c.slug == bindparam("p_slug"), product.c.active)
+_EARLIER = Query.of(
+    select(
+        idempotency_key.c.request_hash, idempotency_key.c.status_code, idempotency_key.c.response
+    ).where(
+        idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+        idempotency_key.c.key == bindparam("p_key"),
+    )
+)
+
+_LOOKUP = Query.of(
+    select(
+        product.c.name,
+        health.state_of(product.c.slug).label("state"),
+        func.nextval(ticket_number_seq.name).label("seq"),
+        func.now().label("now"),
+    ).where(product.c.slug == bindparam("p_slug"), product.c.active)
+)
 """Product, its health, and the next ticket number."""
 
-_FILE = (
+_FILE = Query.of(
     insert(outbox_event)
     .values(OUTBOX_VALUES)
     .add_cte(
@@ -198,40 +211,49 @@ _FILE = (
 sent; otherwise the UPDATE matches nothing) and the outbox event, in one statement."""
 
 
+_ATTACH = Query.of(
+    insert(attachment).values(
+        {
+            name: bindparam(name)
+            for name in (
+                "id",
+                "ticket_id",
+                "filename",
+                "content_type",
+                "size_bytes",
+                "sha256",
+                "content",
+                "created_at",
+            )
+        }
+    )
+)
+
+
 async def _claim_idempotency_key(
-    session: AsyncSession, *, api_key_id: uuid.UUID, key: str, fingerprint: str
+    conn: asyncpg.Connection, *, api_key_id: uuid.UUID, key: str, fingerprint: str
 ) -> Filed | None:
     """Claim `key` for this request, or return the response of its first use.
 
     A concurrent request with the same key waits on the primary key until the
     first transaction ends, then sees its committed row and replays it.
     """
-    claimed = (
-        await session.execute(
-            _CLAIM, {"p_api_key_id": api_key_id, "p_key": key, "p_request_hash": fingerprint}
-        )
-    ).first()
-    if claimed is not None:
+    params = {"p_api_key_id": api_key_id, "p_key": key, "p_request_hash": fingerprint}
+    if await conn.fetchrow(_CLAIM.sql, *_CLAIM.args(params)) is not None:
         return None
-    row = (
-        await session.execute(
-            select(
-                idempotency_key.c.request_hash,
-                idempotency_key.c.status_code,
-                idempotency_key.c.response,
-            ).where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == key)
-        )
-    ).one()
-    if row.request_hash != fingerprint:
-        raise IdempotencyKeyReused(key)
-    if row.status_code is None:
+    row = await conn.fetchrow(_EARLIER.sql, *_EARLIER.args(params))
+    if row is None:  # claimed by a request that rolled back in the meantime
         raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
-    return Filed(row.status_code, row.response, replayed=True)
+    if row["request_hash"] != fingerprint:
+        raise IdempotencyKeyReused(key)
+    if row["status_code"] is None:
+        raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
+    return Filed(row["status_code"], row["response"], replayed=True)
 
 
 async def file_ticket(
     *,
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     data: TicketCreate,
     uploads: Sequence[Upload] = (),
     api_key_id: uuid.UUID,
@@ -240,28 +262,30 @@ async def file_ticket(
 ) -> Filed:
     """File a ticket (or replay the first filing with the same Idempotency-Key).
 
-    Round trips are few on purpose (this is the hot path): the claim of the
-    Idempotency-Key; one SELECT for the product, its health and the ticket
-    number; one statement that inserts the ticket, its timeline entry and the
-    outbox event (whose trigger wakes the relay on commit) and records the
-    response for replays; attachments, if any.
+    Runs on a driver connection inside the caller's transaction (see
+    `servicekit.sql`), with few round trips: the claim of the Idempotency-Key;
+    one SELECT for the product, its health and the ticket number; one
+    statement that inserts the ticket, its timeline entry and the outbox event
+    (whose trigger wakes the relay on commit) and records the response for
+    replays; attachments, if any.
     """
     checked = _check_uploads(uploads, existing=0, settings=settings)
     if idempotency is not None:
         fingerprint = request_hash(data, uploads)
         earlier = await _claim_idempotency_key(
-            session, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
+            conn, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
         )
         if earlier is not None:
             return earlier
 
-    found = (await session.execute(_LOOKUP, {"p_slug": data.product})).first()
+    found = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"p_slug": data.product}))
     if found is None:
         raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
-    monitoring_state = HealthState(found.state)
-    filed_at: datetime = found.now
+    product_name: str = found["name"]
+    monitoring_state = HealthState(found["state"])
+    filed_at: datetime = found["now"]
     ticket_id = uuid.uuid4()
-    number = f"KLX-{found.seq}"
+    number = f"KLX-{found['seq']}"
     attachments = _attachment_rows(ticket_id, checked, filed_at)
     detail = f"Filed as {data.severity.value}; monitoring saw {data.product} {monitoring_state}."
 
@@ -271,7 +295,7 @@ async def file_ticket(
             number=number,
             organization=data.organization,
             reporter=Person(name=data.reporter.name, email=data.reporter.email),
-            product=ProductRef(slug=data.product, name=found.name),
+            product=ProductRef(slug=data.product, name=product_name),
             severity=data.severity,
             subject=data.subject,
             description=data.description,
@@ -288,7 +312,7 @@ async def file_ticket(
         number=number,
         organization=data.organization,
         reporter=data.reporter,
-        product=ProductBrief(slug=data.product, name=found.name),
+        product=ProductBrief(slug=data.product, name=product_name),
         severity=data.severity,
         subject=data.subject,
         status="new",
@@ -300,35 +324,37 @@ async def file_ticket(
         error_text=data.error_text,
         attachments=[_attachment_read(row) for row in attachments],
         timeline=[TimelineEntry(at=filed_at, kind="filed", status="new", detail=detail)],
-        next_steps=next_steps(data.severity, found.name, settings.status_page_update_promise_min),
+        next_steps=next_steps(data.severity, product_name, settings.status_page_update_promise_min),
     )
     body = read.model_dump(mode="json")
 
-    await session.execute(
-        _FILE,
-        {
-            "p_ticket_id": ticket_id,
-            "p_number": number,
-            "p_organization": data.organization,
-            "p_reporter_name": data.reporter.name,
-            "p_reporter_email": data.reporter.email,
-            "p_product_slug": data.product,
-            "p_severity": data.severity.value,
-            "p_subject": data.subject,
-            "p_description": data.description,
-            "p_urls": data.urls,
-            "p_error_text": data.error_text,
-            "p_monitoring_state": monitoring_state.value,
-            "p_api_key_id": api_key_id,
-            "p_filed_at": filed_at,
-            "p_detail": detail,
-            "p_idempotency_key": idempotency,
-            "p_response": body,
-            **outbox_params(envelope),
-        },
+    await conn.execute(
+        _FILE.sql,
+        *_FILE.args(
+            {
+                "p_ticket_id": ticket_id,
+                "p_number": number,
+                "p_organization": data.organization,
+                "p_reporter_name": data.reporter.name,
+                "p_reporter_email": data.reporter.email,
+                "p_product_slug": data.product,
+                "p_severity": data.severity.value,
+                "p_subject": data.subject,
+                "p_description": data.description,
+                "p_urls": data.urls,
+                "p_error_text": data.error_text,
+                "p_monitoring_state": monitoring_state.value,
+                "p_api_key_id": api_key_id,
+                "p_filed_at": filed_at,
+                "p_detail": detail,
+                "p_idempotency_key": idempotency,
+                "p_response": json.dumps(body),
+                **outbox_params(envelope),
+            },
+        ),
     )
     if attachments:
-        await session.execute(insert(attachment), attachments)
+        await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
     return Filed(201, body, replayed=False)
 
 
