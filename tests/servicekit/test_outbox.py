@@ -5,6 +5,7 @@ import uuid
 import aio_pika
 
 from servicekit.outbox import backlog, publish
+from servicekit.sql import connection
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
@@ -27,6 +28,22 @@ async def test_event_added_in_rolled_back_transaction_is_never_published(env: Th
             await session.rollback()
         async with runtime.sessions() as session, session.begin():
             marker = await publish(session, ticket_filed("committed"), producer=PRODUCER)
+
+        await eventually(lambda: handled_ids(runtime, {marker.id}))
+        assert [note for _, note in await effects(runtime)] == ["committed"]
+
+
+async def test_events_added_on_a_driver_connection_follow_its_transaction(env: Throwaway) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        async with connection(runtime.engine) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            await publish(conn, ticket_filed("rolled back"), producer=PRODUCER)
+            await transaction.rollback()
+            async with conn.transaction():
+                marker = await publish(conn, ticket_filed("committed"), producer=PRODUCER)
 
         await eventually(lambda: handled_ids(runtime, {marker.id}))
         assert [note for _, note in await effects(runtime)] == ["committed"]

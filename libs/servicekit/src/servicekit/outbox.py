@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import aio_pika
 import asyncpg
@@ -26,6 +26,7 @@ from servicekit import bus, metrics
 from servicekit.db import asyncpg_dsn, server_settings
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
+from servicekit.sql import Query
 from servicekit.tables import outbox_event
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ OUTBOX_VALUES: dict[str, BindParameter[Any]] = {
 (``insert(outbox_event).values(OUTBOX_VALUES)`` as a CTE); fill with `outbox_params`."""
 
 _INSERT = insert(outbox_event).values(OUTBOX_VALUES)
+_INSERT_ON_DRIVER = Query.of(_INSERT)
 
 
 def outbox_params(envelope: Envelope) -> dict[str, object]:
@@ -58,16 +60,25 @@ def outbox_params(envelope: Envelope) -> dict[str, object]:
     }
 
 
-async def add_event(session: AsyncSession, envelope: Envelope) -> None:
-    """Queue `envelope` for publishing in the session's current transaction.
+Database: TypeAlias = AsyncSession | asyncpg.Connection
+"""Where an event is added: a session, or a driver connection (`servicekit.sql`) in a
+transaction."""
+
+
+async def add_event(db: Database, envelope: Envelope) -> None:
+    """Queue `envelope` for publishing in the current transaction of `db`.
 
     A trigger on the table notifies the relay when the transaction commits.
     """
-    await session.execute(_INSERT, outbox_params(envelope))
+    params = outbox_params(envelope)
+    if isinstance(db, AsyncSession):
+        await db.execute(_INSERT, params)
+    else:
+        await db.execute(_INSERT_ON_DRIVER.sql, *_INSERT_ON_DRIVER.args(params))
 
 
 async def publish(
-    session: AsyncSession,
+    db: Database,
     payload: EventPayload,
     *,
     producer: str,
@@ -75,7 +86,7 @@ async def publish(
 ) -> Envelope:
     """Wrap `payload` in an envelope and add it to the outbox; returns the envelope."""
     envelope = Envelope.wrap(payload, producer=producer, causation=causation)
-    await add_event(session, envelope)
+    await add_event(db, envelope)
     return envelope
 
 
