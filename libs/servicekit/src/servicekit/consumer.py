@@ -28,8 +28,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
-from sqlalchemy import delete, func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload
@@ -54,6 +53,15 @@ class Delivery:
     envelope: Envelope
     payload: Any
     handler: Handler
+
+
+_RECORD = text(
+    "INSERT INTO inbox_event (event_id, event_type)"
+    " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS varchar[]))"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+"""Record a batch's event ids; returns those not seen before. One statement, built once,
+whatever the batch size (a multi-row VALUES would be rebuilt for every batch)."""
 
 
 class Consumer:
@@ -204,22 +212,12 @@ class Consumer:
         """Record the batch in the inbox and run the handlers of new events; commit."""
         started = time.perf_counter()
         outcomes: dict[Any, str] = {}
+        params = {
+            "ids": [d.envelope.id for d in batch],
+            "types": [d.envelope.type for d in batch],
+        }
         async with self.sessions() as session, session.begin():
-            new = set(
-                (
-                    await session.scalars(
-                        insert(inbox_event)
-                        .values(
-                            [
-                                {"event_id": d.envelope.id, "event_type": d.envelope.type}
-                                for d in batch
-                            ]
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(inbox_event.c.event_id)
-                    )
-                ).all()
-            )
+            new = set((await session.scalars(_RECORD, params)).all())
             for delivery in batch:
                 event_id = delivery.envelope.id
                 if event_id in new and event_id not in outcomes:
