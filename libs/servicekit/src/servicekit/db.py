@@ -90,6 +90,17 @@ async def provision_schema(admin_url: str, *, schema: str, role: str, password: 
         await conn.close()
 
 
+TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    DBAPIError,
+)
+"""The exception types `is_transient` may say yes to."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True if `exc` means the database could not be reached, not that the work is wrong.
 

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from servicekit.db import is_transient
+from servicekit.db import TRANSIENT_CANDIDATES, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +138,26 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(exc.status_code, title, str(exc.detail), instance=request.url.path)
 
+    async def _transient(request: Request, exc: Exception) -> JSONResponse:
+        if not is_transient(exc):
+            raise exc  # a real failure: the 500 handler below logs it
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        response = problem_response(
+            503,
+            "Service unavailable",
+            "The database is unreachable; nothing was saved. Retry shortly"
+            " (with the same Idempotency-Key, if any).",
+            instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "2"
+        return response
+
+    # Handled here, not by the catch-all: an outage is expected, not a crash to trace.
+    for kind in TRANSIENT_CANDIDATES:
+        app.add_exception_handler(kind, _transient)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):
-            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
-            response = problem_response(
-                503,
-                "Service unavailable",
-                "The database is unreachable; nothing was saved. Retry shortly"
-                " (with the same Idempotency-Key, if any).",
-                instance=request.url.path,
-            )
-            response.headers["Retry-After"] = "2"
-            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
             500,

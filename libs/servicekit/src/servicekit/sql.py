@@ -57,13 +57,19 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """An asyncpg connection from `engine`'s pool, returned to it afterwards.
 
     It is in autocommit mode: wrap work in ``conn.transaction()``. A connection
-    that broke, or was left inside a transaction, is discarded rather than reused.
+    left inside a transaction is discarded rather than reused. One that broke
+    (the database restarted or went away) is discarded with the whole pool, as
+    SQLAlchemy does on a disconnect: the others are as stale, and the next
+    request should not find out one connection at a time.
     """
     pooled = await engine.raw_connection()
     conn: asyncpg.Connection = pooled.driver_connection
     try:
         yield conn
     finally:
-        if conn.is_closed() or conn.is_in_transaction():
+        if conn.is_closed():
+            await greenlet_spawn(pooled.invalidate)
+            await engine.dispose(close=False)
+        elif conn.is_in_transaction():
             await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
