@@ -7,7 +7,12 @@ persistent, publisher-confirmed, mandatory messages. The pipeline's producer
 commits one event per transaction on a driver connection (``servicekit.sql``),
 the cheapest way a service commits, so what is measured is the plumbing; the
 same pipeline with the producer in a SQLAlchemy session is reported beside it
-("session"). Reported:
+("session"), and so is a floor: what it costs just to commit each event in
+Postgres on both sides of the broker, written bare (commit a row, then publish;
+consume, commit the event id in its own transaction, ack). The floor is not
+crash-safe (an event committed but not yet published is lost); it shows how
+much of the baseline any design that records every event durably on both
+sides can keep on this machine. Reported:
 
 - throughput: N events sent as fast as possible, first send to last consumed;
 - latency at a fixed offered rate (default 500 events/s): for the pipeline,
@@ -36,6 +41,7 @@ import aio_pika
 import asyncpg
 import uvloop
 from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +61,7 @@ ADMIN_URL = os.environ.get(
 )
 AMQP_URL = os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PRODUCERS = 16
-KINDS = ("baseline", "pipeline", "session")
+KINDS = ("baseline", "pipeline", "session", "floor")
 PREFETCH = 64
 
 
@@ -131,6 +137,9 @@ async def throwaway_database() -> AsyncIterator[ServiceSettings]:
     engine = create_engine(settings)
     async with engine.begin() as conn:
         await conn.run_sync(plumbing.create_all)
+        await conn.execute(
+            text("CREATE TABLE floor_row (id uuid PRIMARY KEY, body bytea NOT NULL)")
+        )
     await engine.dispose()
     try:
         yield settings
@@ -138,7 +147,7 @@ async def throwaway_database() -> AsyncIterator[ServiceSettings]:
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
             channel = await connection.channel()
-            for queue in ("bench", "bench.dead", "baseline", "events.unrouted"):
+            for queue in ("bench", "bench.dead", "baseline", "floor", "events.unrouted"):
                 await channel.queue_delete(f"{settings.queue_prefix}.{queue}")
             for exchange in ("events", "events.unrouted", "bench.dead"):
                 await channel.exchange_delete(f"{settings.queue_prefix}.{exchange}")
@@ -148,6 +157,7 @@ async def throwaway_database() -> AsyncIterator[ServiceSettings]:
 
 
 BASELINE_KEY = "baseline.ticket.filed"
+FLOOR_KEY = "floor.ticket.filed"
 
 
 async def serve_consumer(settings: ServiceSettings) -> None:
@@ -176,6 +186,34 @@ async def serve_consumer(settings: ServiceSettings) -> None:
         TimedConsumer.clock.receive(message.message_id)
 
     await queue.consume(on_message)
+
+    # The floor: each message recorded in its own bare asyncpg transaction, then acked.
+    floor_pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.database_url),
+        min_size=8,
+        max_size=8,
+        server_settings={"search_path": settings.db_schema},
+    )
+    floor_channel = await connection.channel()
+    await floor_channel.set_qos(prefetch_count=PREFETCH)
+    floor_queue = await floor_channel.declare_queue(
+        f"{settings.queue_prefix}.floor", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await floor_queue.bind(settings.exchange, routing_key=FLOOR_KEY)
+
+    async def on_floor_message(message: AbstractIncomingMessage) -> None:
+        envelope = Envelope.from_json(message.body)
+        async with floor_pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO inbox_event (event_id, event_type) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING",
+                envelope.id,
+                envelope.type,
+            )
+        await message.ack()
+        TimedConsumer.clock.receive(message.message_id)
+
+    await floor_queue.consume(on_floor_message)
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
@@ -230,9 +268,21 @@ class Producer:
             await add_event(session, envelope)
         sent[str(envelope.id)] = time.monotonic()
 
+    async def commit_then_publish(self, envelope: Envelope, sent: dict[str, float]) -> None:
+        """Floor: commit one row bare, then publish bare (no outbox, no relay; not crash-safe)."""
+        async with connection(self.engine) as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO floor_row (id, body) VALUES ($1, $2)", envelope.id, envelope.to_json()
+            )
+        sent[str(envelope.id)] = time.monotonic()
+        await self._publish(envelope, FLOOR_KEY)
+
     async def publish(self, envelope: Envelope, sent: dict[str, float]) -> None:
         """Baseline: publish with confirms, persistent and mandatory, straight to the broker."""
         sent[str(envelope.id)] = time.monotonic()
+        await self._publish(envelope, BASELINE_KEY)
+
+    async def _publish(self, envelope: Envelope, routing_key: str) -> None:
         await self.exchange.publish(
             aio_pika.Message(
                 envelope.to_json(),
@@ -240,7 +290,7 @@ class Producer:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/json",
             ),
-            routing_key=BASELINE_KEY,
+            routing_key=routing_key,
             mandatory=True,
         )
 
@@ -257,6 +307,7 @@ class Producer:
             "pipeline": self.commit,
             "session": self.commit_in_session,
             "baseline": self.publish,
+            "floor": self.commit_then_publish,
         }[kind]
         started = time.monotonic()
         await _drive(envelopes, lambda envelope: send(envelope, sent), rate)
@@ -309,7 +360,7 @@ async def main() -> None:
     if args.serve_consumer:
         await serve_consumer(ServiceSettings.model_validate_json(args.serve_consumer))
         return
-    rounds, n, latency_s = (3, 2000, 3.0) if args.quick else (5, 10000, 10.0)
+    rounds, n, latency_s = (3, 1000, 1.5) if args.quick else (5, 10000, 10.0)
     latency_n = int(args.rate * latency_s)
 
     async with throwaway_database() as settings:
@@ -358,17 +409,20 @@ async def main() -> None:
         "session_producer_events_per_s": round(med["session_per_s"], 1),
         "session_producer_p50_ms": round(med["session_p50"], 2),
         "session_producer_p99_ms": round(med["session_p99"], 2),
+        "floor_events_per_s": round(med["floor_per_s"], 1),
+        "floor_ratio": round(med["floor_per_s"] / med["baseline_per_s"], 3),
+        "floor_p99_ms": round(med["floor_p99"], 2),
         "rounds": rounds,
         "events_per_round": n,
     }
     result["meets_targets"] = result["throughput_ratio"] >= 0.5 and result["p99_ms"] < 50
-    print(
-        f"{'median of ' + str(rounds) + ' rounds':26}{'pipeline':>12}{'baseline':>12}{'session':>12}"
-    )
+    kinds = ("pipeline", "baseline", "session", "floor")
+    print(f"{'median of ' + str(rounds) + ' rounds':26}" + "".join(f"{k:>12}" for k in kinds))
     for label, key in (("events/s", "per_s"), ("p50 ms @ rate", "p50"), ("p99 ms @ rate", "p99")):
-        row = [round(med[f"{kind}_{key}"], 1) for kind in ("pipeline", "baseline", "session")]
+        row = [round(med[f"{kind}_{key}"], 1) for kind in kinds]
         print(f"{label:26}" + "".join(f"{value:>12}" for value in row))
     print("session: the same pipeline, the producer committing in a SQLAlchemy session")
+    print("floor: bare commit, bare publish, bare consume, bare commit; no outbox, no batching")
     print(f"throughput ratio {result['throughput_ratio']} (target >= 0.5), p99 target < 50 ms")
     print(json.dumps(result))
 
