@@ -7,7 +7,10 @@ throwaway database (created and dropped here) and a unique exchange:
   request is authenticated, validated, carries an Idempotency-Key, and inserts
   the ticket, its timeline entry, the idempotency record and the outbox event
   in one transaction (the relay then publishes to RabbitMQ);
-- baseline: a FastAPI endpoint (defined here) that inserts one row with asyncpg.
+- baseline: a FastAPI endpoint (defined here) that inserts one row with asyncpg;
+- floor: an endpoint beside it that runs the statements of a filing bare (key
+  lookup; Idempotency-Key claim, product and number lookup, ticket + outbox
+  insert in one transaction), to show what the round trips alone cost.
 
 Reported, each the median over several rounds:
 
@@ -24,6 +27,7 @@ object. Usage: ``uv run python bench/intake.py [--quick]``.
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -106,7 +110,49 @@ def serve_baseline(port: int, dsn: str) -> None:
         )
         return JSONResponse({"id": str(row_id)}, status_code=201)
 
+    @app.post("/floor", status_code=201)
+    async def file_bare(request: Request) -> JSONResponse:
+        """The round trips a filing needs, bare: no validation, no relay, no framework."""
+        body = (await request.body()).decode()
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        key = request.headers["idempotency-key"]
+        async with pool["db"].acquire() as conn:
+            if await conn.fetchrow(FLOOR_AUTH, hashlib.sha256(token.encode()).hexdigest()) is None:
+                return JSONResponse({"title": "Unauthorized"}, status_code=401)
+            async with conn.transaction():
+                await conn.fetchrow(FLOOR_CLAIM, key, hashlib.sha256(body.encode()).hexdigest())
+                found = await conn.fetchrow(FLOOR_LOOKUP, "canvas-hosting")
+                ticket_id = uuid.uuid4()
+                answer = json.dumps({"id": str(ticket_id), "number": f"KLX-{found['seq']}"})
+                await conn.execute(FLOOR_FILE, ticket_id, body, answer.encode())
+        return JSONResponse(json.loads(answer), status_code=201)
+
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+FLOOR_TABLES = """
+CREATE TABLE floor_key (key_hash text PRIMARY KEY, scopes text[] NOT NULL);
+CREATE TABLE floor_idempotency (key text PRIMARY KEY, request_hash text NOT NULL);
+CREATE TABLE floor_product (slug text PRIMARY KEY, name text NOT NULL);
+CREATE SEQUENCE floor_number;
+CREATE TABLE floor_ticket (id uuid PRIMARY KEY, body jsonb NOT NULL);
+CREATE TABLE floor_outbox (seq bigserial PRIMARY KEY, id uuid NOT NULL, body bytea NOT NULL);
+INSERT INTO floor_product VALUES ('canvas-hosting', 'Canvas Hosting');
+"""
+FLOOR_AUTH = "SELECT scopes FROM floor_key WHERE key_hash = $1"
+FLOOR_CLAIM = (
+    "INSERT INTO floor_idempotency (key, request_hash) VALUES ($1, $2)"
+    " ON CONFLICT DO NOTHING RETURNING key"
+)
+FLOOR_LOOKUP = (
+    "SELECT name, nextval('floor_number') AS seq, now() FROM floor_product WHERE slug = $1"
+)
+FLOOR_FILE = (
+    "WITH ticket AS (INSERT INTO floor_ticket (id, body) VALUES ($1, $2::jsonb))"
+    " INSERT INTO floor_outbox (id, body) VALUES ($1, $3)"
+)
+"""The floor: the statements of a filing (key lookup; claim, lookup, insert in one
+transaction) written bare, to show what the round trips alone cost beside the baseline."""
 
 
 # --- a minimal keep-alive HTTP/1.1 client ----------------------------------------------
@@ -386,14 +432,24 @@ async def run(args: argparse.Namespace) -> None:
                 "CREATE TABLE baseline (id uuid PRIMARY KEY, body jsonb NOT NULL,"
                 " created_at timestamptz NOT NULL DEFAULT now())"
             )
+            await conn.execute(FLOOR_TABLES)
         finally:
             await conn.close()
         environment, key = await prepare_intake(db_url, prefix)
+        conn = await asyncpg.connect(_dsn(db_url))
+        try:
+            await conn.execute(
+                "INSERT INTO floor_key VALUES ($1, '{tickets:write}')",
+                hashlib.sha256(key.encode()).hexdigest(),
+            )
+        finally:
+            await conn.close()
         intake_port, baseline_port = _free_port(), _free_port()
         intake = Target(
             "intake", intake_port, "/v1/tickets", {"Authorization": f"Bearer {key}"}, True
         )
         baseline = Target("baseline", baseline_port, "/baseline", {}, False)
+        floor = Target("floor", baseline_port, "/floor", {"Authorization": f"Bearer {key}"}, True)
         try:
             async with server(
                 ["-m", "intake", "serve", "--port", str(intake_port)], environment, intake_port
@@ -422,6 +478,13 @@ async def run(args: argparse.Namespace) -> None:
                     duration_s=duration_s,
                     rate=args.rate,
                 )
+                floor_result = await measure(
+                    floor,
+                    rounds=rounds,
+                    clients=args.clients,
+                    duration_s=duration_s,
+                    rate=args.rate,
+                )
         finally:
             await delete_broker_objects(prefix)
 
@@ -430,7 +493,8 @@ async def run(args: argparse.Namespace) -> None:
         f"POST /v1/tickets vs bare FastAPI+asyncpg insert ({rounds} round(s) of {duration_s:.0f} s)"
     )
     print(f"{'':10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  rounds (per s)")
-    for name, result in (("intake", intake_result), ("baseline", baseline_result)):
+    results = (("intake", intake_result), ("baseline", baseline_result), ("floor", floor_result))
+    for name, result in results:
         print(
             f"{name:10} {result['per_s']:8.0f} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f}"
             f" {result['errors']:7d}  {result['rounds']}"
@@ -440,6 +504,7 @@ async def run(args: argparse.Namespace) -> None:
         f" intake/baseline = {ratio:.2f} (target >= 0.5); p99 {intake_result['p99_ms']:.1f} ms"
         f" (target < 50); outbox backlog after run: {backlog}"
     )
+    print("floor: the filing's statements bare on asyncpg (no validation, relay or framework)")
     print(
         json.dumps(
             {
@@ -453,7 +518,10 @@ async def run(args: argparse.Namespace) -> None:
                 "offered_rate_per_s": args.rate,
                 "clients": args.clients,
                 "rounds": rounds,
-                "errors": intake_result["errors"] + baseline_result["errors"],
+                "floor_per_s": round(floor_result["per_s"], 1),
+                "floor_ratio": round(floor_result["per_s"] / baseline_result["per_s"], 3),
+                "floor_p99_ms": round(floor_result["p99_ms"], 2),
+                "errors": sum(result["errors"] for _, result in results),
                 "outbox_backlog_after": backlog,
             }
         )
