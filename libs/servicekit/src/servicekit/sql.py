@@ -58,9 +58,9 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
 
     It is in autocommit mode: wrap work in ``conn.transaction()``. A connection
     left inside a transaction is discarded rather than reused. One that broke
-    (the database restarted or went away) is discarded with the whole pool, as
-    SQLAlchemy does on a disconnect: the others are as stale, and the next
-    request should not find out one connection at a time.
+    (the database restarted or went away) is discarded with the whole pool (its
+    idle connections closed), as SQLAlchemy does on a disconnect: the others are
+    as stale, and the next request should not find out one connection at a time.
     """
     pooled = await engine.raw_connection()
     conn: asyncpg.Connection = pooled.driver_connection
@@ -69,7 +69,7 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     finally:
         if conn.is_closed():
             await greenlet_spawn(pooled.invalidate)
-            await engine.dispose(close=False)
+            await engine.dispose()
         elif conn.is_in_transaction():
             await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
