@@ -1,4 +1,5 @@
-"""Ticket use cases. Each takes a session and never commits: the caller owns the transaction.
+"""Ticket use cases. Each takes a session (filing, the hot path: a driver connection, see
+`servicekit.sql`) and never commits: the caller owns the transaction.
 
 Filing a ticket inserts it, its attachments, its first timeline entry, its
 idempotency record and the ``ticket.filed`` outbox row in one transaction, so
