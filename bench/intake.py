@@ -450,17 +450,17 @@ async def run(args: argparse.Namespace) -> None:
         )
         baseline = Target("baseline", baseline_port, "/baseline", {}, False)
         floor = Target("floor", baseline_port, "/floor", {"Authorization": f"Bearer {key}"}, True)
+
+        async def measured(target: Target) -> dict[str, Any]:
+            return await measure(
+                target, rounds=rounds, clients=args.clients, duration_s=duration_s, rate=args.rate
+            )
+
         try:
             async with server(
                 ["-m", "intake", "serve", "--port", str(intake_port)], environment, intake_port
             ):
-                intake_result = await measure(
-                    intake,
-                    rounds=rounds,
-                    clients=args.clients,
-                    duration_s=duration_s,
-                    rate=args.rate,
-                )
+                intake_result = await measured(intake)
                 deadline = time.perf_counter() + 30
                 backlog = await outbox_backlog(environment)
                 while backlog and time.perf_counter() < deadline:
@@ -471,20 +471,8 @@ async def run(args: argparse.Namespace) -> None:
                 {},
                 baseline_port,
             ):
-                baseline_result = await measure(
-                    baseline,
-                    rounds=rounds,
-                    clients=args.clients,
-                    duration_s=duration_s,
-                    rate=args.rate,
-                )
-                floor_result = await measure(
-                    floor,
-                    rounds=rounds,
-                    clients=args.clients,
-                    duration_s=duration_s,
-                    rate=args.rate,
-                )
+                baseline_result = await measured(baseline)
+                floor_result = await measured(floor)
         finally:
             await delete_broker_objects(prefix)
 
