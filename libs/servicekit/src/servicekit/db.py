@@ -90,14 +90,16 @@ async def provision_schema(admin_url: str, *, schema: str, role: str, password: 
         await conn.close()
 
 
-TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (
+_UNREACHABLE: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
-    DBAPIError,
 )
+"""Driver-level failures that always mean the database could not be reached."""
+
+TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (*_UNREACHABLE, DBAPIError)
 """The exception types `is_transient` may say yes to."""
 
 
@@ -107,9 +109,7 @@ def is_transient(exc: BaseException) -> bool:
     Such failures are retried without counting against a message's delivery
     limit, and the HTTP API answers them with 503 instead of 500.
     """
-    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
+    if isinstance(exc, _UNREACHABLE):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

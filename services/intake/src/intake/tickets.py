@@ -243,11 +243,9 @@ async def _claim_idempotency_key(
     if await conn.fetchrow(_CLAIM.sql, *_CLAIM.args(params)) is not None:
         return None
     row = await conn.fetchrow(_EARLIER.sql, *_EARLIER.args(params))
-    if row is None:  # claimed by a request that rolled back in the meantime
-        raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
-    if row["request_hash"] != fingerprint:
+    if row is not None and row["request_hash"] != fingerprint:
         raise IdempotencyKeyReused(key)
-    if row["status_code"] is None:
+    if row is None or row["status_code"] is None:  # none: its first use just rolled back
         raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
     return Filed(row["status_code"], row["response"], replayed=True)
 
