@@ -1,5 +1,6 @@
 """The outbox publishes exactly what was committed, once, whatever the broker does."""
 
+import asyncio
 import uuid
 
 import aio_pika
@@ -81,3 +82,47 @@ async def test_committed_events_arrive_exactly_once_with_two_relays(env: Throwaw
         assert await tap.get(fail=False) is None
         assert sorted(published) == sorted(str(i) for i in ids)
         await connection.close()
+
+
+async def test_events_the_broker_refuses_stay_in_the_outbox_until_it_takes_them(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection, running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        # A full queue that refuses new messages: the broker nacks every publish routed to it.
+        channel = await connection.channel()
+        full = await channel.declare_queue(
+            f"{env.prefix}.full",
+            durable=True,
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
+        await full.bind(settings.exchange, routing_key="#")
+        async with runtime.sessions() as session, session.begin():
+            refused = [
+                await publish(session, ticket_filed(f"refused-{i}"), producer=PRODUCER)
+                for i in range(3)
+            ]
+
+        # The consumer's own queue took each copy, but the relay keeps every row
+        # while the broker nacks, and publishes them again and again.
+        await eventually(lambda: handled_ids(runtime, {e.id for e in refused}))
+        await asyncio.sleep(1.0)
+        async with runtime.sessions() as session:
+            assert (await backlog(session))[0] == 3
+
+        await full.unbind(settings.exchange, routing_key="#")
+        async with runtime.sessions() as session, session.begin():
+            later = await publish(session, ticket_filed("later"), producer=PRODUCER)
+        await eventually(lambda: handled_ids(runtime, {later.id}))
+
+        async def drained() -> bool:
+            async with runtime.sessions() as session:
+                return (await backlog(session))[0] == 0
+
+        await eventually(drained)
+        # Each event was handled once, however often it was published.
+        handled = [event_id for event_id, _ in await effects(runtime)]
+        assert sorted(handled) == sorted([*(e.id for e in refused), later.id])
+        await full.delete(if_unused=False, if_empty=False)
