@@ -40,7 +40,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import uvloop
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -174,18 +174,22 @@ async def serve_consumer(settings: ServiceSettings) -> None:
         await asyncio.sleep(0.01)
 
     connection = await aio_pika.connect(AMQP_URL)
-    channel = await connection.channel()
-    await channel.set_qos(prefetch_count=PREFETCH)
-    queue = await channel.declare_queue(
-        f"{settings.queue_prefix}.baseline", durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await queue.bind(settings.exchange, routing_key=BASELINE_KEY)
+
+    async def bare_queue(name: str, routing_key: str) -> AbstractQueue:
+        """A quorum queue on a channel of its own, bound to the events exchange."""
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        queue = await channel.declare_queue(
+            f"{settings.queue_prefix}.{name}", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.bind(settings.exchange, routing_key=routing_key)
+        return queue
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         await message.ack()
         TimedConsumer.clock.receive(message.message_id)
 
-    await queue.consume(on_message)
+    await (await bare_queue("baseline", BASELINE_KEY)).consume(on_message)
 
     # The floor: each message recorded in its own bare asyncpg transaction, then acked.
     floor_pool = await asyncpg.create_pool(
@@ -194,12 +198,6 @@ async def serve_consumer(settings: ServiceSettings) -> None:
         max_size=8,
         server_settings={"search_path": settings.db_schema},
     )
-    floor_channel = await connection.channel()
-    await floor_channel.set_qos(prefetch_count=PREFETCH)
-    floor_queue = await floor_channel.declare_queue(
-        f"{settings.queue_prefix}.floor", durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await floor_queue.bind(settings.exchange, routing_key=FLOOR_KEY)
 
     async def on_floor_message(message: AbstractIncomingMessage) -> None:
         envelope = Envelope.from_json(message.body)
@@ -213,7 +211,7 @@ async def serve_consumer(settings: ServiceSettings) -> None:
         await message.ack()
         TimedConsumer.clock.receive(message.message_id)
 
-    await floor_queue.consume(on_floor_message)
+    await (await bare_queue("floor", FLOOR_KEY)).consume(on_floor_message)
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
