@@ -99,30 +99,32 @@ async def test_events_the_broker_refuses_stay_in_the_outbox_until_it_takes_them(
             arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
         )
         await full.bind(settings.exchange, routing_key="#")
-        async with runtime.sessions() as session, session.begin():
-            refused = [
-                await publish(session, ticket_filed(f"refused-{i}"), producer=PRODUCER)
-                for i in range(3)
-            ]
+        try:
+            async with runtime.sessions() as session, session.begin():
+                refused = [
+                    await publish(session, ticket_filed(f"refused-{i}"), producer=PRODUCER)
+                    for i in range(3)
+                ]
 
-        # The consumer's own queue took each copy, but the relay keeps every row
-        # while the broker nacks, and publishes them again and again.
-        await eventually(lambda: handled_ids(runtime, {e.id for e in refused}))
-        await asyncio.sleep(1.0)
-        async with runtime.sessions() as session:
-            assert (await backlog(session))[0] == 3
-
-        await full.unbind(settings.exchange, routing_key="#")
-        async with runtime.sessions() as session, session.begin():
-            later = await publish(session, ticket_filed("later"), producer=PRODUCER)
-        await eventually(lambda: handled_ids(runtime, {later.id}))
-
-        async def drained() -> bool:
+            # The consumer's own queue took each copy, but the relay keeps every row
+            # while the broker nacks, and publishes them again and again.
+            await eventually(lambda: handled_ids(runtime, {e.id for e in refused}))
+            await asyncio.sleep(1.0)
             async with runtime.sessions() as session:
-                return (await backlog(session))[0] == 0
+                assert (await backlog(session))[0] == 3
 
-        await eventually(drained)
-        # Each event was handled once, however often it was published.
-        handled = [event_id for event_id, _ in await effects(runtime)]
-        assert sorted(handled) == sorted([*(e.id for e in refused), later.id])
-        await full.delete(if_unused=False, if_empty=False)
+            await full.unbind(settings.exchange, routing_key="#")
+            async with runtime.sessions() as session, session.begin():
+                later = await publish(session, ticket_filed("later"), producer=PRODUCER)
+            await eventually(lambda: handled_ids(runtime, {later.id}))
+
+            async def drained() -> bool:
+                async with runtime.sessions() as session:
+                    return (await backlog(session))[0] == 0
+
+            await eventually(drained)
+            # Each event was handled once, however often it was published.
+            handled = [event_id for event_id, _ in await effects(runtime)]
+            assert sorted(handled) == sorted([*(e.id for e in refused), later.id])
+        finally:
+            await full.delete(if_unused=False, if_empty=False)
