@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,9 +101,10 @@ class TimedConsumer(Consumer):
 
     clock = Clock()
 
-    async def settle(self, delivery: Delivery, outcome: str) -> None:
-        await super().settle(delivery, outcome)
-        self.clock.receive(delivery.message.message_id)
+    async def settle(self, batch: Sequence[Delivery], outcomes: Mapping[Any, str]) -> None:
+        await super().settle(batch, outcomes)
+        for delivery in batch:
+            self.clock.receive(delivery.message.message_id)
 
 
 async def _noop(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:

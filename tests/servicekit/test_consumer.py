@@ -1,8 +1,9 @@
 """The consumer handles each event once, and no message can stop it."""
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import aio_pika
 import pytest
@@ -172,6 +173,54 @@ async def test_poison_event_in_a_busy_queue_spoils_only_itself(
         assert sorted(notes) == sorted(s for s in subjects if s != "poison")
         assert [Envelope.from_json(body).payload["subject"] for body in dead] == ["poison"]
         assert len(seen) > len(subjects)  # the batch with the poison was retried one by one
+
+
+async def test_a_delivery_still_being_handled_is_never_acked_with_a_batch(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    """Batches are acked with one frame up to their last tag; one still in a handler is not."""
+    settings = await prepared(env, consumer_workers=4)
+    entered = asyncio.Event()
+
+    async def slow_when_asked(
+        session: AsyncSession, payload: TicketFiled, envelope: Envelope
+    ) -> None:
+        if payload.subject == "slow":
+            entered.set()
+            await asyncio.Event().wait()  # held, unacked, until the runtime stops
+        await record_effect(session, payload, envelope)
+
+    async def send(subjects: list[str]) -> None:
+        for subject in subjects:
+            envelope = Envelope.wrap(ticket_filed(subject), producer=PRODUCER)
+            await _send(channel, settings, envelope.to_json(), envelope.type)
+
+    before = [f"before-{i}" for i in range(20)]
+    after = [f"after-{i}" for i in range(40)]
+    async with running(settings, handlers={TicketFiled.event_type: slow_when_asked}) as runtime:
+        await wait_connected(runtime)
+        await send(before)
+        await eventually(lambda: handled_notes(runtime, set(before)))
+        await send(["slow"])
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        await send(after)  # tagged after "slow": their acks must not cover it
+        await eventually(lambda: handled_notes(runtime, set(after)))
+    # Stopped with "slow" still in its handler: the broker returns it, and it alone.
+    name = topology.service_queue("test", prefix=settings.queue_prefix)
+
+    async def ready() -> int:
+        declared = await channel.declare_queue(name, passive=True)
+        return declared.declaration_result.message_count or 0
+
+    await eventually(lambda: _equals(ready(), 1))
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await eventually(lambda: handled_notes(runtime, {"slow"}))
+        notes = [note for _, note in await effects(runtime)]
+    assert sorted(notes) == sorted([*before, "slow", *after])
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -> None:

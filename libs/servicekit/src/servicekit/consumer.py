@@ -14,14 +14,17 @@ dead-letter queue. Nothing a message contains can stop the consumer.
 Under load, messages that are already waiting are handled together in one
 transaction (up to ``consumer_batch_size``), so one commit (one fsync) serves
 many events; if any handler in a batch fails, the batch is rolled back and its
-messages are handled one by one, so only the failing one is returned.
+messages are handled one by one, so only the failing one is returned. A batch
+is acked with one frame when no earlier delivery is still being handled (see
+`Unsettled`).
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -45,6 +48,35 @@ Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 """``async def handle(session, payload, envelope)``: do the work, never commit."""
 
 
+class Unsettled:
+    """Delivery tags of one channel that are neither acked nor returned yet.
+
+    A batch is acked with one ``multiple`` frame (which acks every outstanding
+    tag up to the given one) when no other delivery of the channel up to the
+    batch's last tag is unsettled; otherwise each message is acked on its own.
+    A tag leaves this set only after its frame was handed to the channel, so a
+    ``multiple`` ack never covers a delivery that is still being handled, is
+    waiting to be returned, or is about to be acked by another worker. One
+    frame per batch instead of one per message saves the consumer and the
+    broker a write and a settle per event.
+    """
+
+    def __init__(self) -> None:
+        self._tags: set[int] = set()
+
+    def add(self, tag: int) -> None:
+        """A delivery arrived."""
+        self._tags.add(tag)
+
+    def discard(self, tags: Iterable[int]) -> None:
+        """These deliveries' acks or rejections have been sent."""
+        self._tags.difference_update(tags)
+
+    def only_these_up_to(self, tags: Collection[int], last: int) -> bool:
+        """True if no tag up to `last` is unsettled besides `tags`."""
+        return all(tag > last or tag in tags for tag in self._tags)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A parsed message waiting to be handled."""
@@ -53,6 +85,13 @@ class Delivery:
     envelope: Envelope
     payload: Any
     handler: Handler
+    unsettled: Unsettled
+    """The unsettled deliveries of the channel it came on."""
+
+    @property
+    def tag(self) -> int:
+        """Its delivery tag on that channel."""
+        return self.message.delivery_tag or 0
 
 
 _RECORD = text(
@@ -82,6 +121,7 @@ class Consumer:
         self.queue: AbstractQueue | None = None
         self.connected = False
         self._waiting: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._returning: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting to the broker with backoff."""
@@ -92,11 +132,11 @@ class Consumer:
         try:
             await run_forever(self._consume_until_lost, f"{self.service} consumer", self.settings)
         finally:
-            for worker in workers:
-                worker.cancel()
-            for worker in workers:
+            for task in [*workers, *self._returning]:
+                task.cancel()
+            for task in [*workers, *self._returning]:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                    await task
 
     async def _consume_until_lost(self) -> None:
         connection, lost = await bus.connect(self.settings.amqp_url)
@@ -112,7 +152,7 @@ class Consumer:
                 routing_keys=sorted(self.handlers),
                 delivery_limit=self.settings.consumer_delivery_limit,
             )
-            await self.queue.consume(self.receive)
+            await self.queue.consume(functools.partial(self.receive, unsettled=Unsettled()))
             self.connected = True
             log.info("consuming %s", self.queue.name)
             exc = await lost
@@ -134,8 +174,10 @@ class Consumer:
         declared = await queue.channel.declare_queue(queue.name, passive=True)
         return declared.declaration_result.message_count
 
-    async def receive(self, message: AbstractIncomingMessage) -> None:
+    async def receive(self, message: AbstractIncomingMessage, *, unsettled: Unsettled) -> None:
         """Parse one delivery and queue it for a worker; dead-letter what does not parse."""
+        tag = message.delivery_tag or 0
+        unsettled.add(tag)  # first, while deliveries are still taken in order
         try:
             envelope = Envelope.from_json(message.body)
             handler = self.handlers.get(envelope.type)
@@ -152,9 +194,11 @@ class Consumer:
             metrics.EVENTS_CONSUMED.labels(
                 self.service, message.routing_key or "", "dead_lettered"
             ).inc()
-            await message.reject(requeue=False)
+            with contextlib.suppress(Exception):  # a lost channel: the broker redelivers it
+                await message.reject(requeue=False)
+            unsettled.discard([tag])
             return
-        self._waiting.put_nowait(Delivery(message, envelope, payload, handler))
+        self._waiting.put_nowait(Delivery(message, envelope, payload, handler, unsettled))
 
     async def _work(self) -> None:
         """Take what is waiting (at least one) and handle it as one batch."""
@@ -177,11 +221,12 @@ class Consumer:
                     "batch of %d failed (%s); handling one by one", len(batch), type(exc).__name__
                 )
             else:
-                for delivery in batch:
-                    await self.settle(delivery, outcomes[delivery.envelope.id])
+                await self.settle(batch, outcomes)
                 return
         for delivery in batch:
-            await self.settle(delivery, await self._handle_alone(delivery))
+            await self.settle(
+                [delivery], {delivery.envelope.id: await self._handle_alone(delivery)}
+            )
 
     async def _handle_alone(self, delivery: Delivery) -> str:
         """Handle one delivery; wait out database outages without spending its retries."""
@@ -197,7 +242,6 @@ class Consumer:
                         delivery.envelope.id,
                         delivery.message.headers.get("x-delivery-count", 0),
                     )
-                    await asyncio.sleep(self.settings.consumer_retry_delay_s)
                     return "failed"
                 log.warning(
                     "database unreachable handling %s (%s); retrying in %.1fs",
@@ -234,14 +278,42 @@ class Consumer:
             metrics.HANDLER_SECONDS.labels(self.service, delivery.envelope.type).observe(elapsed)
         return outcomes
 
-    async def settle(self, delivery: Delivery, outcome: str) -> None:
-        """Ack a handled or duplicate delivery; return a failed one to the queue."""
-        metrics.EVENTS_CONSUMED.labels(self.service, delivery.envelope.type, outcome).inc()
-        with contextlib.suppress(Exception):  # a lost channel: the broker redelivers it
+    async def settle(self, batch: Sequence[Delivery], outcomes: Mapping[Any, str]) -> None:
+        """Ack the handled and duplicate deliveries of `batch`; return failed ones to the queue.
+
+        The acks go out as one frame when `Unsettled` allows it. A failed
+        delivery goes back after ``consumer_retry_delay_s``, so a poison message
+        spends its deliveries over seconds, not milliseconds, while the worker
+        moves on. A lost channel takes no acks: the broker redelivers.
+        """
+        acked: list[Delivery] = []
+        for delivery in batch:
+            outcome = outcomes[delivery.envelope.id]
+            metrics.EVENTS_CONSUMED.labels(self.service, delivery.envelope.type, outcome).inc()
             if outcome == "failed":
-                await delivery.message.nack(requeue=True)
+                task = asyncio.create_task(self._return_later(delivery))
+                self._returning.add(task)
+                task.add_done_callback(self._returning.discard)
             else:
-                await delivery.message.ack()
+                acked.append(delivery)
+        if not acked:
+            return
+        last = max(acked, key=lambda delivery: delivery.tag)
+        with contextlib.suppress(Exception):
+            if len(acked) > 1 and last.unsettled.only_these_up_to(
+                {delivery.tag for delivery in acked}, last.tag
+            ):
+                await last.message.ack(multiple=True)
+            else:
+                for delivery in acked:
+                    await delivery.message.ack()
+        last.unsettled.discard(delivery.tag for delivery in acked)
+
+    async def _return_later(self, delivery: Delivery) -> None:
+        await asyncio.sleep(self.settings.consumer_retry_delay_s)
+        with contextlib.suppress(Exception):
+            await delivery.message.nack(requeue=True)
+        delivery.unsettled.discard([delivery.tag])
 
 
 async def prune_inbox(session: AsyncSession, *, older_than_s: float) -> int:
