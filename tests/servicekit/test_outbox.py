@@ -4,8 +4,11 @@ import asyncio
 import uuid
 
 import aio_pika
+import asyncpg
 
-from servicekit.outbox import backlog, publish
+from servicekit.db import asyncpg_dsn
+from servicekit.outbox import backlog, notify_channel, publish
+from servicekit.runtime import Runtime
 from servicekit.sql import connection
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
@@ -14,6 +17,7 @@ from tests.servicekit.helpers import (
     effects,
     handled_count,
     handled_ids,
+    handled_notes,
     prepared,
     running,
     ticket_filed,
@@ -128,3 +132,52 @@ async def test_events_the_broker_refuses_stay_in_the_outbox_until_it_takes_them(
             assert sorted(handled) == sorted([*(e.id for e in refused), later.id])
         finally:
             await full.delete(if_unused=False, if_empty=False)
+
+
+async def test_writers_notify_the_relay_only_while_no_older_event_waits(env: Throwaway) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)  # the queue exists before anything is published
+    listener = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    heard: list[str] = []
+    await listener.add_listener(notify_channel(settings.db_schema), lambda *a: heard.append(a[2]))
+    runtime = Runtime(settings)  # not started: no relay takes the rows
+    try:
+        async with connection(runtime.engine) as conn:
+            async with conn.transaction():
+                await publish(conn, ticket_filed("first"), producer=PRODUCER)
+            await eventually(lambda: len(heard) == 1)
+            for subject in ("second", "third"):
+                async with conn.transaction():
+                    await publish(conn, ticket_filed(subject), producer=PRODUCER)
+        await asyncio.sleep(0.2)
+        assert len(heard) == 1  # the first event waits, so the next two did not notify
+    finally:
+        await runtime.stop()
+        await listener.close()
+
+    async with running(settings, handlers=HANDLERS) as r:
+        await eventually(lambda: handled_notes(r, {"first", "second", "third"}))
+        async with connection(r.engine) as conn, conn.transaction():
+            await publish(conn, ticket_filed("after"), producer=PRODUCER)
+        await eventually(lambda: handled_notes(r, {"after"}))
+
+
+async def test_a_burst_of_writers_is_published_without_waiting_for_the_poll(
+    env: Throwaway,
+) -> None:
+    # With the fallback poll at a minute, only NOTIFY and the relay's recheck after each
+    # batch can find these rows; most of them are committed without a NOTIFY.
+    settings = await prepared(env, relay_poll_interval_s=60.0)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        subjects = [f"burst-{i}" for i in range(400)]
+        pending = iter(subjects)
+
+        async def writer() -> None:
+            for subject in pending:
+                async with connection(runtime.engine) as conn, conn.transaction():
+                    await publish(conn, ticket_filed(subject), producer=PRODUCER)
+
+        await asyncio.gather(*(writer() for _ in range(8)))
+        await eventually(lambda: handled_notes(runtime, set(subjects)), timeout_s=20)

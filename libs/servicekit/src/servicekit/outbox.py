@@ -68,7 +68,8 @@ transaction."""
 async def add_event(db: Database, envelope: Envelope) -> None:
     """Queue `envelope` for publishing in the current transaction of `db`.
 
-    A trigger on the table notifies the relay when the transaction commits.
+    A trigger on the table notifies the relay when the transaction commits, unless
+    older rows are waiting (the relay then finds it by itself).
     """
     params = outbox_params(envelope)
     if isinstance(db, AsyncSession):
@@ -163,21 +164,27 @@ class Relay:
         exchange: str,
         lost: asyncio.Future[BaseException | None],
     ) -> None:
+        wait_s = self.settings.relay_poll_interval_s
         while not lost.done():
             if db.is_closed():
                 raise ConnectionError("database connection lost")
             # Clear before reading, so a NOTIFY that lands mid-batch is not lost.
             self._wakeup.clear()
-            if await self.publish_batch(db, channel, exchange) >= self.settings.relay_batch_size:
+            published = await self.publish_batch(db, channel, exchange)
+            if published >= self.settings.relay_batch_size:
                 continue
+            # Writers skip the NOTIFY while older rows wait (see `servicekit.tables`): one
+            # that committed while this batch was out is found by looking again soon. The
+            # gap doubles, so a row whose NOTIFY was skipped waits about as long again as
+            # its transaction took after the insert, and an idle relay polls rarely.
+            if published:
+                wait_s = self.settings.relay_recheck_s
+            else:
+                wait_s = min(wait_s * 2, self.settings.relay_poll_interval_s)
             woken = asyncio.ensure_future(self._wakeup.wait())
             waiters: set[asyncio.Future[Any]] = {woken, lost}
             try:
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.settings.relay_poll_interval_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 woken.cancel()
         raise ConnectionError(f"broker connection lost: {lost.result()}")

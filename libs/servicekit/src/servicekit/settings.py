@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     relay_enabled: bool = True
     relay_batch_size: int = 200
     relay_poll_interval_s: float = 1.0
+    relay_recheck_s: float = 0.001
+    """After publishing, the relay looks again after this long, doubling up to the poll
+    interval: events committed without a NOTIFY (see `servicekit.tables`) are found."""
     consumer_enabled: bool = True
     consumer_prefetch: int = 64
     consumer_delivery_limit: int = 5
