@@ -307,7 +307,8 @@ class Consumer:
             else:
                 for delivery in acked:
                     await delivery.message.ack()
-        last.unsettled.discard(delivery.tag for delivery in acked)
+        for delivery in acked:
+            delivery.unsettled.discard([delivery.tag])
 
     async def _return_later(self, delivery: Delivery) -> None:
         await asyncio.sleep(self.settings.consumer_retry_delay_s)
