@@ -91,7 +91,11 @@ class Delivery:
     @property
     def tag(self) -> int:
         """Its delivery tag on that channel."""
-        return self.message.delivery_tag or 0
+        return _tag(self.message)
+
+
+def _tag(message: AbstractIncomingMessage) -> int:
+    return message.delivery_tag or 0  # None only for messages fetched with no_ack
 
 
 _RECORD = text(
@@ -176,7 +180,7 @@ class Consumer:
 
     async def receive(self, message: AbstractIncomingMessage, *, unsettled: Unsettled) -> None:
         """Parse one delivery and queue it for a worker; dead-letter what does not parse."""
-        tag = message.delivery_tag or 0
+        tag = _tag(message)
         unsettled.add(tag)  # first, while deliveries are still taken in order
         try:
             envelope = Envelope.from_json(message.body)
