@@ -4,11 +4,14 @@ import asyncio
 import uuid
 
 import aio_pika
+import aiormq
 import asyncpg
 
+from servicekit import bus
 from servicekit.db import asyncpg_dsn
 from servicekit.outbox import backlog, notify_channel, publish
 from servicekit.runtime import Runtime
+from servicekit.settings import ServiceSettings
 from servicekit.sql import connection
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
@@ -181,3 +184,23 @@ async def test_a_burst_of_writers_is_published_without_waiting_for_the_poll(
 
         await asyncio.gather(*(writer() for _ in range(8)))
         await eventually(lambda: handled_notes(runtime, set(subjects)), timeout_s=20)
+
+
+async def test_a_connection_takes_a_whole_relay_batch_in_one_event_loop_turn() -> None:
+    # The relay starts a batch's publishes together. Each must reach the connection's
+    # writer without waiting for the writer to run: in a busy process every such wait
+    # costs a turn of the event loop (see `servicekit.bus.OUTGOING_FRAMES`).
+    batch = ServiceSettings().relay_batch_size
+    connection, _ = await bus.connect(AMQP_URL)
+    async with connection:
+        channel = await (await connection.channel()).get_underlay_channel()
+        assert isinstance(channel, aiormq.Channel)
+        publishes = [
+            asyncio.ensure_future(
+                channel.basic_publish(b"{}", routing_key=f"nowhere-{uuid.uuid4()}", wait=False)
+            )
+            for _ in range(batch)
+        ]
+        await asyncio.sleep(0)  # one turn: each publish runs until it waits for its confirm
+        assert channel.delivery_tag == batch
+        await asyncio.gather(*publishes)

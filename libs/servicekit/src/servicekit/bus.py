@@ -3,9 +3,22 @@
 import asyncio
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 
 from contracts import topology
+
+OUTGOING_FRAMES = 1024
+"""How many publishes a connection queues for its writer before a publisher waits.
+
+aiormq's default (`FRAME_BUFFER_SIZE`, 10) is small, and a publish that finds the queue
+full waits there holding its channel's lock, so every publish behind it takes an
+event-loop turn of its own. The relay hands a whole batch (`relay_batch_size`, 200) to
+the channel at once: in a busy process (intake under load, the pipeline benchmark's
+producer) such a batch took up to a second to go out, and the relay fell behind its
+writers. aiormq reads the class attribute when a connection opens.
+"""
+aiormq.Connection.FRAME_BUFFER_SIZE = OUTGOING_FRAMES
 
 
 async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:

@@ -194,8 +194,9 @@ class Relay:
     ) -> int:
         """Publish up to one batch of rows; they are deleted only once all are confirmed.
 
-        The whole batch is handed to the connection's writer at once, then the
-        confirms are awaited together. (aio-pika's ``Exchange.publish`` waits
+        The whole batch is handed to the connection's writer at once (its queue
+        takes a whole batch: `bus.OUTGOING_FRAMES`), then the confirms are
+        awaited together. (aio-pika's ``Exchange.publish`` waits
         for each message to be written out before the channel takes the next:
         one event-loop turn per message, so in the busy producer of the pipeline
         benchmark a batch took ~1.1 ms per event instead of ~0.8.) A nack, a
