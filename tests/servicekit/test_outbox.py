@@ -6,6 +6,7 @@ import uuid
 import aio_pika
 import aiormq
 import asyncpg
+from sqlalchemy import text
 
 from servicekit import bus
 from servicekit.db import asyncpg_dsn
@@ -204,3 +205,27 @@ async def test_a_connection_takes_a_whole_relay_batch_in_one_event_loop_turn() -
         await asyncio.sleep(0)  # one turn: each publish runs until it waits for its confirm
         assert channel.delivery_tag == batch
         await asyncio.gather(*publishes)
+
+
+async def test_relays_vacuum_the_outbox_they_empty(env: Throwaway) -> None:
+    settings = await prepared(env, relay_vacuum_every=40, relay_batch_size=7)
+    async with running(settings, handlers=HANDLERS) as first, running(settings) as second:
+        await wait_connected(first)
+        await wait_connected(second)
+        for batch in range(12):
+            async with first.sessions() as session, session.begin():
+                for i in range(10):
+                    await publish(session, ticket_filed(f"{batch}-{i}"), producer=PRODUCER)
+        await eventually(lambda: handled_count(first, 120), timeout_s=30)
+
+        async def vacuumed() -> bool:
+            async with first.sessions() as session:
+                count = await session.scalar(
+                    text(
+                        "SELECT vacuum_count FROM pg_stat_user_tables"
+                        " WHERE schemaname = current_schema() AND relname = 'outbox_event'"
+                    )
+                )
+            return bool(count)
+
+        await eventually(vacuumed)

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     relay_recheck_s: float = 0.001
     """After publishing, the relay looks again after this long, doubling up to the poll
     interval: events committed without a NOTIFY (see `servicekit.tables`) are found."""
+    relay_vacuum_every: int = 5000
+    """The relay vacuums the outbox after deleting this many published rows (see
+    `servicekit.outbox.vacuum`)."""
     consumer_enabled: bool = True
     consumer_prefetch: int = 64
     consumer_delivery_limit: int = 5
