@@ -304,7 +304,8 @@ class Producer:
         sent: dict[str, float] = {}
         # Keep the round's own scaffolding out of the garbage collector: a full collection
         # of a heap holding thousands of prepared envelopes paused this process (relay
-        # included) for 25-56 ms once per latency round, and that one pause made the p99.
+        # included) for 25-56 ms once per latency round, which in rounds of 5000 events
+        # at 500/s was enough to set the p99.
         gc.freeze()
         send = {
             "pipeline": self.commit,

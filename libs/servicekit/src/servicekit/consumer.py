@@ -24,7 +24,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,9 +68,9 @@ class Unsettled:
         """A delivery arrived."""
         self._tags.add(tag)
 
-    def discard(self, tags: Iterable[int]) -> None:
-        """These deliveries' acks or rejections have been sent."""
-        self._tags.difference_update(tags)
+    def discard(self, tag: int) -> None:
+        """This delivery's ack or rejection has been sent."""
+        self._tags.discard(tag)
 
     def only_these_up_to(self, tags: Collection[int], last: int) -> bool:
         """True if no tag up to `last` is unsettled besides `tags`."""
@@ -200,7 +200,7 @@ class Consumer:
             ).inc()
             with contextlib.suppress(Exception):  # a lost channel: the broker redelivers it
                 await message.reject(requeue=False)
-            unsettled.discard([tag])
+            unsettled.discard(tag)
             return
         self._waiting.put_nowait(Delivery(message, envelope, payload, handler, unsettled))
 
@@ -312,13 +312,13 @@ class Consumer:
                 for delivery in acked:
                     await delivery.message.ack()
         for delivery in acked:
-            delivery.unsettled.discard([delivery.tag])
+            delivery.unsettled.discard(delivery.tag)
 
     async def _return_later(self, delivery: Delivery) -> None:
         await asyncio.sleep(self.settings.consumer_retry_delay_s)
         with contextlib.suppress(Exception):
             await delivery.message.nack(requeue=True)
-        delivery.unsettled.discard([delivery.tag])
+        delivery.unsettled.discard(delivery.tag)
 
 
 async def prune_inbox(session: AsyncSession, *, older_than_s: float) -> int:
