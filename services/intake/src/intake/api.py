@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from contracts.common import Severity
@@ -174,10 +173,12 @@ async def file_ticket(
             idempotency=idempotency_key,
             settings=settings,
         )
-    headers = {"Location": f"/v1/tickets/{filed.body['id']}"}
+    headers = {"Location": f"/v1/tickets/{filed.ticket_id}"}
     if filed.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(filed.body, status_code=filed.status_code, headers=headers)
+    return Response(
+        filed.content, status_code=filed.status_code, headers=headers, media_type="application/json"
+    )
 
 
 @router.get("/tickets", tags=["tickets"], response_model=TicketPage, responses=_ERRORS)

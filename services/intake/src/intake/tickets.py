@@ -74,7 +74,9 @@ class Filed:
     """The response to a filing: fresh, or replayed for a repeated Idempotency-Key."""
 
     status_code: int
-    body: dict[str, Any]
+    ticket_id: str
+    content: bytes
+    """The JSON body, serialized once: the same text is stored for replays and sent."""
     replayed: bool
 
 
@@ -231,6 +233,11 @@ _ATTACH = Query.of(
 )
 
 
+def _json(value: Any) -> bytes:
+    """`value` as compact UTF-8 JSON, as pydantic writes a fresh response."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 async def _claim_idempotency_key(
     conn: asyncpg.Connection, *, api_key_id: uuid.UUID, key: str, fingerprint: str
 ) -> Filed | None:
@@ -247,7 +254,8 @@ async def _claim_idempotency_key(
         raise IdempotencyKeyReused(key)
     if row is None or row["status_code"] is None:  # none: its first use just rolled back
         raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
-    return Filed(row["status_code"], row["response"], replayed=True)
+    response = row["response"]
+    return Filed(row["status_code"], response["id"], _json(response), replayed=True)
 
 
 async def file_ticket(
@@ -325,7 +333,7 @@ async def file_ticket(
         timeline=[TimelineEntry(at=filed_at, kind="filed", status="new", detail=detail)],
         next_steps=next_steps(data.severity, product_name, settings.status_page_update_promise_min),
     )
-    body = read.model_dump(mode="json")
+    content = read.model_dump_json()
 
     await conn.execute(
         _FILE.sql,
@@ -347,14 +355,14 @@ async def file_ticket(
                 "p_filed_at": filed_at,
                 "p_detail": detail,
                 "p_idempotency_key": idempotency,
-                "p_response": json.dumps(body),
+                "p_response": content,
                 **outbox_params(envelope),
             },
         ),
     )
     if attachments:
         await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
-    return Filed(201, body, replayed=False)
+    return Filed(201, str(ticket_id), content.encode(), replayed=False)
 
 
 def _attachment_url(ticket_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
