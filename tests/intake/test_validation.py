@@ -1,5 +1,8 @@
 """Bad input gets problem+json naming the field and the reason, and writes nothing."""
 
+import base64
+import json
+import uuid
 from typing import Any
 
 import pytest
@@ -122,14 +125,40 @@ async def test_bad_idempotency_key_header_is_422(intake: Intake) -> None:
     assert "Idempotency-Key" in _fields(problem)[0]
 
 
-async def test_bad_path_ids_are_problems(intake: Intake) -> None:
-    headers = intake.auth(intake.admin_key)
-    for path in (
-        "/v1/tickets/KLX-1000/attachments/not-a-uuid",
-        "/v1/tickets/%00/attachments/" + "0" * 8,
-    ):
-        response = await intake.client.get(path, headers=headers)
-        assert response.status_code in (404, 422), (path, response.text)
-        assert response.headers["content-type"] == "application/problem+json"
-    revoke = await intake.client.delete("/v1/api-keys/nope", headers=headers)
-    assert revoke.status_code == 422
+def _cursor(*items: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(items).encode()).decode().rstrip("=")
+
+
+_FAR_FUTURE_CURSOR = _cursor("9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1)))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/v1/tickets/KLX-1000/attachments/not-a-uuid", "attachment_id"),
+        ("GET", f"/v1/tickets/%00/attachments/{uuid.UUID(int=1)}", "ticket"),
+        ("GET", "/v1/tickets/%00", "ticket"),
+        ("GET", "/v1/tickets?organization=%00", "organization"),
+        ("GET", "/v1/tickets?organization=a%0Ab", "organization"),
+        ("GET", "/v1/tickets?product=a%00", "product"),
+        ("GET", "/v1/tickets?created_from=0001-01-01T00:00:00%2B14:00", "created_from"),
+        ("GET", "/v1/tickets?created_to=9999-12-31T23:59:59-14:00", "created_to"),
+        ("GET", f"/v1/tickets?cursor={_cursor('2024-01-01T00:00:00+00:00', 5)}", "cursor"),
+        ("GET", f"/v1/tickets?cursor={_FAR_FUTURE_CURSOR}", "cursor"),
+        ("GET", "/v1/reports/critical-usage?created_to=0001-01-01T00:00:00%2B14:00", "created_to"),
+        ("GET", "/v1/products/a%00", "slug"),
+        ("PATCH", "/v1/products/a%00", "slug"),
+        ("DELETE", "/v1/products/a%00", "slug"),
+        ("DELETE", "/v1/api-keys/nope", "key_id"),
+    ],
+)
+async def test_bad_path_and_query_values_are_named(
+    intake: Intake, method: str, path: str, field: str
+) -> None:
+    body = {"json": {"name": "Renamed"}} if method == "PATCH" else {}
+    response = await intake.client.request(
+        method, path, headers=intake.auth(intake.admin_key), **body
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert any(e["field"].endswith(field) for e in response.json()["errors"]), response.text

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -21,6 +21,8 @@ from intake.schemas import (
     ProductCreate,
     ProductRead,
     ProductUpdate,
+    SingleLine,
+    Slug,
     TicketCreate,
     TicketPage,
     TicketRead,
@@ -41,6 +43,7 @@ async def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SlugPath = Annotated[Slug, Path(description="The product's slug, e.g. canvas-hosting.")]
 Writer = Annotated[Principal, Depends(require_scope("tickets:write"))]
 Reader = Annotated[Principal, Depends(require_scope("tickets:read"))]
 Admin = Annotated[Principal, Depends(require_scope("admin"))]
@@ -129,10 +132,16 @@ def _parse_ticket(raw: bytes | str) -> TicketCreate:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """`value` in UTC (a naive one is taken as UTC); 422 if UTC cannot hold it."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable(field, "is out of range once converted to UTC") from None
 
 
 @router.post(
@@ -187,8 +196,8 @@ async def list_tickets(
     _: Reader,
     status: TicketStatus | None = None,
     severity: Severity | None = None,
-    product: Annotated[str | None, Query(max_length=100)] = None,
-    organization: Annotated[str | None, Query(max_length=200)] = None,
+    product: Annotated[Slug | None, Query()] = None,
+    organization: Annotated[SingleLine | None, Query(max_length=200)] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -200,8 +209,8 @@ async def list_tickets(
         severity=severity.value if severity else None,
         product=product,
         organization=organization,
-        created_from=_utc(created_from),
-        created_to=_utc(created_to),
+        created_from=_utc(created_from, "created_from"),
+        created_to=_utc(created_to, "created_to"),
     )
     return await tickets.list_tickets(session=session, filters=filters, cursor=cursor, limit=limit)
 
@@ -275,7 +284,7 @@ async def list_products(
 
 
 @router.get("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
-async def get_product(slug: str, session: SessionDep, _: Reader) -> ProductRead:
+async def get_product(slug: SlugPath, session: SessionDep, _: Reader) -> ProductRead:
     """One product."""
     return await products.get_product(session=session, slug=slug)
 
@@ -292,7 +301,7 @@ async def create_product(data: ProductCreate, session: SessionDep, _: Admin) -> 
 
 @router.patch("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
 async def update_product(
-    slug: str, data: ProductUpdate, session: SessionDep, _: Admin
+    slug: SlugPath, data: ProductUpdate, session: SessionDep, _: Admin
 ) -> ProductRead:
     """Rename, retire or restore a product (admin)."""
     updated = await products.update_product(session=session, slug=slug, data=data)
@@ -301,7 +310,7 @@ async def update_product(
 
 
 @router.delete("/products/{slug}", tags=["products"], status_code=204, responses=_ERRORS)
-async def retire_product(slug: str, session: SessionDep, _: Admin) -> Response:
+async def retire_product(slug: SlugPath, session: SessionDep, _: Admin) -> Response:
     """Retire a product: new tickets can no longer name it (admin)."""
     await products.retire_product(session=session, slug=slug)
     await session.commit()
@@ -346,5 +355,7 @@ async def critical_usage(
 ) -> CriticalUsageReport:
     """Per organization, CRITICAL tickets filed while monitoring saw the product up."""
     return await reports.critical_usage(
-        session=session, created_from=_utc(created_from), created_to=_utc(created_to)
+        session=session,
+        created_from=_utc(created_from, "created_from"),
+        created_to=_utc(created_to, "created_to"),
     )

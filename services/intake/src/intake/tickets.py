@@ -493,11 +493,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ticket_id = json.loads(raw)
+        if not isinstance(created, str) or not isinstance(ticket_id, str):
+            raise TypeError("not two strings")
         at = datetime.fromisoformat(created)
         if at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return at, uuid.UUID(ticket_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return at.astimezone(UTC), uuid.UUID(ticket_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Unprocessable("cursor", "is not a cursor this API returned") from None
 
 
