@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
 from tests.intake.helpers import Intake, ticket_body
@@ -47,6 +49,25 @@ async def test_wrong_scope_is_403(intake: Intake) -> None:
     assert (await intake.client.get("/v1/api-keys", headers=portal)).status_code == 403
     admin = intake.auth(intake.admin_key)
     assert (await intake.client.get("/v1/tickets", headers=admin)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/products"), ("PATCH", "/v1/products/canvas-hosting"), ("POST", "/v1/api-keys")],
+)
+async def test_a_malformed_body_is_judged_after_the_key(
+    intake: Intake, method: str, path: str
+) -> None:
+    async def send(key: str | None) -> httpx.Response:
+        headers = {"Content-Type": "application/json", **(intake.auth(key) if key else {})}
+        return await intake.client.request(method, path, content=b"{bad", headers=headers)
+
+    assert (await send(None)).status_code == 401
+    assert (await send(intake.reader_key)).status_code == 403
+    refused = await send(intake.admin_key)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["body"]
+    assert "not valid JSON" in refused.json()["errors"][0]["reason"]
 
 
 async def test_admin_creates_lists_and_revokes_api_keys(intake: Intake) -> None:

@@ -164,6 +164,14 @@ async def test_openapi_documents_the_ticket_api(intake: Intake) -> None:
     assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert "TicketCreate" in schema["components"]["schemas"]
     assert "Reporter" in schema["components"]["schemas"]
+    for path, method, model in (
+        ("/v1/products", "post", "ProductCreate"),
+        ("/v1/products/{slug}", "patch", "ProductUpdate"),
+        ("/v1/api-keys", "post", "ApiKeyCreate"),
+    ):
+        body = schema["paths"][path][method]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["$ref"] == f"#/components/schemas/{model}"
+        assert model in schema["components"]["schemas"]
     for path in (
         "/v1/tickets/{ref}",
         "/v1/tickets/{ref}/attachments",

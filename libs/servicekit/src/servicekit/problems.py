@@ -106,12 +106,19 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _field_error(err: Any) -> dict[str, str]:
+    if err.get("type") == "json_invalid":  # FastAPI puts the character offset in its loc
+        ctx = err.get("ctx") or {}
+        return {"field": "body", "reason": f"is not valid JSON: {ctx.get('error', err.get('msg'))}"}
+    return {
+        "field": _field_name(tuple(err.get("loc", ()))),
+        "reason": str(err.get("msg", "invalid")),
+    }
+
+
 def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
     """Pydantic/FastAPI errors as ``[{field, reason}]``."""
-    return [
-        {"field": _field_name(tuple(err.get("loc", ()))), "reason": str(err.get("msg", "invalid"))}
-        for err in errors
-    ]
+    return [_field_error(err) for err in errors]
 
 
 def install_problem_handlers(app: FastAPI) -> None:

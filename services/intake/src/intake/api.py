@@ -1,13 +1,14 @@
 """The /v1 REST API: thin routes that parse, call one use case, commit and respond."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts.common import Severity
 from intake import keys, products, reports, tickets
@@ -125,11 +126,38 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _parse_ticket(raw: bytes | str) -> TicketCreate:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _parse(model: type[Model], raw: bytes | str) -> Model:
     try:
-        return TicketCreate.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
+def json_body(model: type[Model]) -> Callable[..., Awaitable[Model]]:
+    """A dependency that reads the JSON body as `model`, capped at ``json_body_max_bytes``.
+
+    FastAPI reads a body parameter before it runs any dependency, so a
+    malformed body from a caller without a key would get 422 rather than 401.
+    Declared after the route's scope dependency, this one runs after it.
+    Publish the body's schema with `json_request_body`.
+    """
+
+    async def dependency(request: Request, settings: SettingsDep) -> Model:
+        media_type = _media_type(request)
+        if media_type not in ("", "application/json") and not media_type.endswith("+json"):
+            raise UnsupportedMediaType("send application/json")
+        return _parse(model, await read_capped(request, settings.json_body_max_bytes))
+
+    return dependency
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads `model` with `json_body`."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _utc(value: datetime | None, field: str) -> datetime | None:
@@ -163,13 +191,13 @@ async def file_ticket(
     """File a ticket; a CRITICAL one pages the on-call engineer. 201 means it will be delivered."""
     media_type = _media_type(request)
     if media_type == "application/json":
-        data = _parse_ticket(await read_capped(request, settings.json_body_max_bytes))
+        data = _parse(TicketCreate, await read_capped(request, settings.json_body_max_bytes))
         uploads: list[tickets.Upload] = []
     elif media_type == "multipart/form-data":
         body = await read_multipart(request, settings)
         if "ticket" not in body.fields:
             raise Unprocessable("ticket", "send the ticket as JSON in a form field named 'ticket'")
-        data = _parse_ticket(body.fields["ticket"])
+        data = _parse(TicketCreate, body.fields["ticket"])
         uploads = [upload for _, upload in body.files]
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
@@ -290,18 +318,36 @@ async def get_product(slug: SlugPath, session: SessionDep, _: Reader) -> Product
 
 
 @router.post(
-    "/products", tags=["products"], status_code=201, response_model=ProductRead, responses=_ERRORS
+    "/products",
+    tags=["products"],
+    status_code=201,
+    response_model=ProductRead,
+    responses=_ERRORS,
+    openapi_extra=json_request_body(ProductCreate),
 )
-async def create_product(data: ProductCreate, session: SessionDep, _: Admin) -> ProductRead:
+async def create_product(
+    _: Admin,
+    data: Annotated[ProductCreate, Depends(json_body(ProductCreate))],
+    session: SessionDep,
+) -> ProductRead:
     """Add a product (admin)."""
     created = await products.create_product(session=session, data=data)
     await session.commit()
     return created
 
 
-@router.patch("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
+@router.patch(
+    "/products/{slug}",
+    tags=["products"],
+    response_model=ProductRead,
+    responses=_ERRORS,
+    openapi_extra=json_request_body(ProductUpdate),
+)
 async def update_product(
-    slug: SlugPath, data: ProductUpdate, session: SessionDep, _: Admin
+    _: Admin,
+    slug: SlugPath,
+    data: Annotated[ProductUpdate, Depends(json_body(ProductUpdate))],
+    session: SessionDep,
 ) -> ProductRead:
     """Rename, retire or restore a product (admin)."""
     updated = await products.update_product(session=session, slug=slug, data=data)
@@ -318,9 +364,18 @@ async def retire_product(slug: SlugPath, session: SessionDep, _: Admin) -> Respo
 
 
 @router.post(
-    "/api-keys", tags=["api keys"], status_code=201, response_model=ApiKeyCreated, responses=_ERRORS
+    "/api-keys",
+    tags=["api keys"],
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=_ERRORS,
+    openapi_extra=json_request_body(ApiKeyCreate),
 )
-async def create_api_key(data: ApiKeyCreate, session: SessionDep, _: Admin) -> ApiKeyCreated:
+async def create_api_key(
+    _: Admin,
+    data: Annotated[ApiKeyCreate, Depends(json_body(ApiKeyCreate))],
+    session: SessionDep,
+) -> ApiKeyCreated:
     """Create an API key (admin); the secret is shown once."""
     created = await keys.create_key(session=session, data=data)
     await session.commit()

@@ -7,7 +7,7 @@ from fastapi.openapi.utils import get_openapi
 
 from intake.api import router
 from intake.handlers import HANDLERS
-from intake.schemas import TicketCreate
+from intake.schemas import ApiKeyCreate, ProductCreate, ProductUpdate, TicketCreate
 from intake.settings import Settings
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
@@ -40,12 +40,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            # POST /v1/tickets parses its own body (JSON or multipart), so FastAPI
-            # does not see TicketCreate; publish it for the hand-written requestBody.
-            model = TicketCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            # These routes read their own bodies (after authenticating, or as JSON
+            # or multipart), so FastAPI does not see the models; publish them for
+            # the hand-written requestBody of each.
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(model.pop("$defs", {}))
-            components["TicketCreate"] = model
+            for body in (TicketCreate, ProductCreate, ProductUpdate, ApiKeyCreate):
+                model = body.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model.pop("$defs", {}))
+                components[body.__name__] = model
             app.openapi_schema = schema
         return app.openapi_schema
 
