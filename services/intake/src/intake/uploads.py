@@ -3,10 +3,14 @@
 A JSON body is read up to `json_body_max_bytes`; a multipart body is parsed as
 it streams in, and reading stops (413) as soon as one file passes
 `attachment_max_bytes`, a field passes `json_body_max_bytes`, there are too
-many parts, or the whole body passes `request_body_max_bytes`.
+many parts, or the whole body passes `request_body_max_bytes`. A body that
+stops before its closing boundary is refused (422) rather than filed without
+its last part.
 """
 
+import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -17,6 +21,12 @@ from intake.settings import Settings
 from intake.tickets import Upload
 
 MAX_FILENAME = 255
+_DISPOSITION_PARAM = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+_EXT_VALUE = re.compile(
+    r"(?P<charset>[^']*)'[A-Za-z0-9-]*'"
+    r"(?P<chars>(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9!#$&+.^_`|~-])*)"
+)
+_EXT_CHARSETS = frozenset({"utf-8", "iso-8859-1"})
 
 
 class BodyTooLarge(AttachmentTooLarge):
@@ -47,6 +57,7 @@ class _Part:
     data: bytearray = field(default_factory=bytearray)
     name: str = ""
     filename: str | None = None
+    unnamed: bool = False
 
 
 @dataclass
@@ -63,6 +74,57 @@ def _safe_filename(raw: str) -> str:
     return name[:MAX_FILENAME] or "attachment"
 
 
+def _disposition_params(disposition: str) -> dict[str, str]:
+    """The parameters of a Content-Disposition value by lower-case name, unquoted.
+
+    python-multipart's parse_options_header drops extended (`name*`) parameters,
+    so `filename*` is read from the raw header here; the first of a repeated
+    parameter wins.
+    """
+    params: dict[str, str] = {}
+    for match in _DISPOSITION_PARAM.finditer(disposition):
+        key, value = match.group(1).lower(), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params.setdefault(key, value)
+    return params
+
+
+def _decode_ext_value(value: str) -> str | None:
+    """An RFC 5987 ext-value (`UTF-8''na%C3%AFve.png`) decoded, or None if malformed.
+
+    Only the two charsets RFC 5987 requires are accepted; an empty name counts
+    as malformed so the plain `filename` can stand in for it.
+    """
+    match = _EXT_VALUE.fullmatch(value)
+    if match is None:
+        return None
+    charset = match["charset"].lower()
+    if charset not in _EXT_CHARSETS:
+        return None
+    try:
+        decoded = unquote(match["chars"], encoding=charset, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return decoded or None
+
+
+def _part_filename(disposition: str, plain: bytes | None) -> str | None:
+    """The name a file part was sent with, or None when the part is a form field.
+
+    `filename*` (RFC 6266, sent by browsers for non-ASCII names) makes a part a
+    file and wins over `filename`; if it is malformed, `filename` is used.
+    """
+    extended = _disposition_params(disposition).get("filename*")
+    if extended is not None:
+        decoded = _decode_ext_value(extended)
+        if decoded is not None:
+            return decoded
+    if plain is not None:
+        return plain.decode("utf-8", "replace")
+    return "" if extended is not None else None
+
+
 class _Collector:
     """python-multipart callbacks that cap every part while the body streams in."""
 
@@ -72,9 +134,12 @@ class _Collector:
         self.current = _Part()
         self._header_field = bytearray()
         self._header_value = bytearray()
+        self.open = False
+        self.ended = False
 
     def on_part_begin(self) -> None:
         self.current = _Part()
+        self.open = True
         if len(self.parts) >= self.settings.attachments_per_ticket + 20:
             raise AttachmentTooLarge("too many parts in the multipart body")
 
@@ -94,8 +159,10 @@ class _Collector:
         disposition = self.current.headers.get("content-disposition", "")
         _, options = parse_options_header(disposition)
         self.current.name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            self.current.filename = _safe_filename(options[b"filename"].decode("utf-8", "replace"))
+        filename = _part_filename(disposition, options.get(b"filename"))
+        if filename is not None:
+            self.current.filename = _safe_filename(filename)
+            self.current.unnamed = not filename
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         self.current.data.extend(data[start:end])
@@ -114,7 +181,22 @@ class _Collector:
             )
 
     def on_part_end(self) -> None:
+        self.open = False
         self.parts.append(self.current)
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def check_complete(self) -> None:
+        """Refuse a body that stopped before its closing boundary.
+
+        python-multipart's finalize() accepts a cut-off body and never ends the
+        unfinished part, which would file the ticket without its last part.
+        """
+        if not self.ended or self.open:
+            raise Unprocessable(
+                "body", "the multipart body is truncated: it has no closing boundary"
+            )
 
 
 async def read_multipart(request: Request, settings: Settings) -> MultipartBody:
@@ -139,6 +221,7 @@ async def read_multipart(request: Request, settings: Settings) -> MultipartBody:
                 "on_header_value": collector.on_header_value,
                 "on_header_end": collector.on_header_end,
                 "on_headers_finished": collector.on_headers_finished,
+                "on_end": collector.on_end,
             },
         )
         total = 0
@@ -148,6 +231,7 @@ async def read_multipart(request: Request, settings: Settings) -> MultipartBody:
                 raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
             parser.write(chunk)
         parser.finalize()
+        collector.check_complete()
     except MultipartParseError as exc:
         raise Unprocessable("body", f"malformed multipart body ({exc})") from None
     except ClientDisconnect:
@@ -159,6 +243,8 @@ async def read_multipart(request: Request, settings: Settings) -> MultipartBody:
     files: list[tuple[str, Upload]] = []
     for part in collector.parts:
         if part.filename is not None:
+            if part.unnamed and not part.data:
+                continue
             files.append((part.name, Upload(part.filename, bytes(part.data))))
         else:
             try:
