@@ -4,8 +4,6 @@ import hashlib
 import json
 from typing import Any
 
-import httpx
-
 from tests.harness import Throwaway
 from tests.intake.helpers import Intake, running_intake, ticket_body
 
@@ -198,4 +196,4 @@ async def test_unknown_attachment_is_404(intake: Intake) -> None:
         headers=intake.auth(intake.reader_key),
     )
     assert response.status_code == 404
-    assert isinstance(response, httpx.Response)
+    assert response.headers["content-type"] == "application/problem+json"

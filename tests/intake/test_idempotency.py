@@ -4,6 +4,8 @@ import asyncio
 
 from tests.intake.helpers import Intake, ticket_body
 
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
 
 async def test_same_key_and_body_replays_the_first_response(intake: Intake) -> None:
     headers = {**intake.auth(), "Idempotency-Key": "portal-req-1"}
@@ -74,3 +76,30 @@ async def test_a_refused_request_does_not_burn_its_key(intake: Intake) -> None:
     assert bad.status_code == 422
     fixed = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
     assert fixed.status_code == 201
+
+
+async def test_a_retried_attachment_upload_adds_the_files_once(intake: Intake) -> None:
+    filed = await intake.file()
+    path = f"/v1/tickets/{filed['number']}/attachments"
+    headers = {**intake.auth(), "Idempotency-Key": "upload-1"}
+    files = [("file", ("screen.png", PNG))]
+    first = await intake.client.post(path, headers=headers, files=files)
+    assert first.status_code == 201, first.text
+    retries = await asyncio.gather(
+        *(intake.client.post(path, headers=headers, files=files) for _ in range(3))
+    )
+    for again in retries:
+        assert again.status_code == 201, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+    assert await intake.count("attachment") == 1
+    assert [e["kind"] for e in (await intake.ticket(filed["id"]))["timeline"]] == [
+        "filed",
+        "attachment_added",
+    ]
+    other = await intake.client.post(path, headers=headers, files=[("file", ("b.png", PNG))])
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    filing = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert filing.status_code == 422, "a key used for an upload cannot file a ticket"
+    assert await intake.count("attachment") == 1

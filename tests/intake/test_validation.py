@@ -155,9 +155,9 @@ _FAR_FUTURE_CURSOR = _cursor("9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1)))
 async def test_bad_path_and_query_values_are_named(
     intake: Intake, method: str, path: str, field: str
 ) -> None:
-    body = {"json": {"name": "Renamed"}} if method == "PATCH" else {}
+    body = {"name": "Renamed"} if method == "PATCH" else None
     response = await intake.client.request(
-        method, path, headers=intake.auth(intake.admin_key), **body
+        method, path, headers=intake.auth(intake.admin_key), json=body
     )
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"

@@ -210,7 +210,11 @@ async def file_ticket(
             idempotency=idempotency_key,
             settings=settings,
         )
-    headers = {"Location": f"/v1/tickets/{filed.ticket_id}"}
+    return _reply(filed)
+
+
+def _reply(filed: tickets.Filed) -> Response:
+    headers = {"Location": filed.location} if filed.location else {}
     if filed.replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(
@@ -268,17 +272,27 @@ async def close_ticket(
     openapi_extra=_FILES_BODY,
 )
 async def add_attachments(
-    ref: str, request: Request, session: SessionDep, _: Writer, settings: SettingsDep
-) -> list[AttachmentRead]:
+    ref: str,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Writer,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Attach screenshots, PDFs or logs to a ticket (multipart, any file part)."""
     if _media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send the files as multipart/form-data")
     body = await read_multipart(request, settings)
-    added = await tickets.add_attachments(
-        session=session, ref=ref, uploads=[u for _, u in body.files], settings=settings
-    )
-    await session.commit()
-    return added
+    async with connection(runtime.engine) as conn, conn.transaction():
+        added = await tickets.add_attachments(
+            conn=conn,
+            ref=ref,
+            uploads=[u for _, u in body.files],
+            api_key_id=principal.key_id,
+            idempotency=idempotency_key,
+            settings=settings,
+        )
+    return _reply(added)
 
 
 @router.get(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,13 +72,14 @@ class Upload:
 
 @dataclass(frozen=True)
 class Filed:
-    """The response to a filing: fresh, or replayed for a repeated Idempotency-Key."""
+    """The response to a POST: fresh, or replayed for a repeated Idempotency-Key."""
 
     status_code: int
-    ticket_id: str
     content: bytes
-    """The JSON body, serialized once: the same text is stored for replays and sent."""
+    """The JSON body. A fresh one is serialized once, and the same JSON is stored for replays
+    (as JSONB: a replay has the same content, its keys possibly in another order)."""
     replayed: bool
+    location: str | None = None
 
 
 def next_steps(severity: str, product_name: str, promise_min: int) -> str:
@@ -97,15 +99,21 @@ def next_steps(severity: str, product_name: str, promise_min: int) -> str:
     )
 
 
-def _ticket_ref(ref: str) -> Any:
-    """A WHERE clause for a ticket id (UUID) or number (KLX-1042)."""
+def _parse_ref(ref: str) -> tuple[str, Any]:
+    """A ticket reference as ("number", "KLX-1042") or ("id", UUID)."""
     upper = ref.strip().upper()
     if upper.startswith("KLX-") and upper[4:].isdigit() and len(upper) <= 20:
-        return ticket.c.number == upper
+        return "number", upper
     try:
-        return ticket.c.id == uuid.UUID(ref)
+        return "id", uuid.UUID(ref)
     except ValueError:
         raise Unprocessable("ticket", "must be a ticket UUID or a number like KLX-1042") from None
+
+
+def _ticket_ref(ref: str) -> Any:
+    """A WHERE clause for a ticket id (UUID) or number (KLX-1042)."""
+    column, value = _parse_ref(ref)
+    return ticket.c[column] == value
 
 
 def _check_uploads(
@@ -127,13 +135,19 @@ def _check_uploads(
     return checked
 
 
+def _file_digests(uploads: Sequence[Upload]) -> list[list[str]]:
+    return [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads]
+
+
+def _fingerprint(canonical: Any) -> str:
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
 def request_hash(data: TicketCreate, uploads: Sequence[Upload]) -> str:
     """A fingerprint of a filing request, independent of JSON spacing or multipart boundaries."""
-    canonical = {
-        "ticket": data.model_dump(mode="json"),
-        "attachments": [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads],
-    }
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return _fingerprint(
+        {"ticket": data.model_dump(mode="json"), "attachments": _file_digests(uploads)}
+    )
 
 
 # The hot path's statements are compiled once and run on the driver (servicekit.sql):
@@ -240,8 +254,8 @@ def _json(value: Any) -> bytes:
 
 async def _claim_idempotency_key(
     conn: asyncpg.Connection, *, api_key_id: uuid.UUID, key: str, fingerprint: str
-) -> Filed | None:
-    """Claim `key` for this request, or return the response of its first use.
+) -> tuple[int, Any] | None:
+    """Claim `key` for this request, or return the status and response of its first use.
 
     A concurrent request with the same key waits on the primary key until the
     first transaction ends, then sees its committed row and replays it.
@@ -254,8 +268,7 @@ async def _claim_idempotency_key(
         raise IdempotencyKeyReused(key)
     if row is None or row["status_code"] is None:  # none: its first use just rolled back
         raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
-    response = row["response"]
-    return Filed(row["status_code"], response["id"], _json(response), replayed=True)
+    return row["status_code"], row["response"]
 
 
 async def file_ticket(
@@ -283,7 +296,10 @@ async def file_ticket(
             conn, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
         )
         if earlier is not None:
-            return earlier
+            status, response = earlier
+            return Filed(
+                status, _json(response), replayed=True, location=_ticket_url(response["id"])
+            )
 
     found = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"p_slug": data.product}))
     if found is None:
@@ -362,7 +378,11 @@ async def file_ticket(
     )
     if attachments:
         await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
-    return Filed(201, str(ticket_id), content.encode(), replayed=False)
+    return Filed(201, content.encode(), replayed=False, location=_ticket_url(ticket_id))
+
+
+def _ticket_url(ticket_id: uuid.UUID | str) -> str:
+    return f"/v1/tickets/{ticket_id}"
 
 
 def _attachment_url(ticket_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
@@ -556,31 +576,85 @@ async def list_tickets(
 
 
 async def add_attachments(
-    *, session: AsyncSession, ref: str, uploads: Sequence[Upload], settings: Settings
-) -> list[AttachmentRead]:
-    """Attach files to an existing ticket, within the per-ticket limit."""
+    *,
+    conn: asyncpg.Connection,
+    ref: str,
+    uploads: Sequence[Upload],
+    api_key_id: uuid.UUID,
+    idempotency: str | None,
+    settings: Settings,
+) -> Filed:
+    """Attach files to an existing ticket, within the per-ticket limit (or replay the first
+    request with the same Idempotency-Key). Runs inside the caller's transaction."""
     if not uploads:
         raise Unprocessable("file", "send at least one file part")
-    row = (
-        await session.execute(select(ticket.c.id).where(_ticket_ref(ref)).with_for_update())
-    ).first()
-    if row is None:
-        raise TicketNotFound(f"no ticket {ref!r}")
-    existing = await session.scalar(
-        select(func.count()).select_from(attachment).where(attachment.c.ticket_id == row.id)
-    )
-    checked = _check_uploads(uploads, existing=existing or 0, settings=settings)
-    rows = _attachment_rows(row.id, checked, datetime.now(UTC))
-    await session.execute(insert(attachment), rows)
-    added = [_attachment_read(r) for r in rows]
-    names = ", ".join(a.filename for a in added)
-    await session.execute(
-        insert(ticket_event).values(
-            ticket_id=row.id, kind="attachment_added", detail=f"Attached {names}."
+    column, value = _parse_ref(ref)
+    if idempotency is not None:
+        earlier = await _claim_idempotency_key(
+            conn,
+            api_key_id=api_key_id,
+            key=idempotency,
+            fingerprint=_fingerprint(
+                {"attach_to": [column, str(value)], "attachments": _file_digests(uploads)}
+            ),
         )
+        if earlier is not None:
+            status, response = earlier
+            return Filed(status, _json(response), replayed=True)
+    lock = _LOCK_BY_NUMBER if column == "number" else _LOCK_BY_ID
+    ticket_id = await conn.fetchval(lock.sql, *lock.args({"p_ref": value}))
+    if ticket_id is None:
+        raise TicketNotFound(f"no ticket {ref!r}")
+    existing = await conn.fetchval(_COUNT_ATTACHED.sql, *_COUNT_ATTACHED.args({"id": ticket_id}))
+    checked = _check_uploads(uploads, existing=existing, settings=settings)
+    rows = _attachment_rows(ticket_id, checked, datetime.now(UTC))
+    await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in rows])
+    added = [_attachment_read(r) for r in rows]
+    content = _ATTACHMENTS.dump_json(added)
+    params = {
+        "p_ticket_id": ticket_id,
+        "p_detail": f"Attached {', '.join(a.filename for a in added)}.",
+        "p_api_key_id": api_key_id,
+        "p_idempotency_key": idempotency,
+        "p_response": content.decode(),
+    }
+    await conn.execute(_ATTACHED.sql, *_ATTACHED.args(params))
+    return Filed(201, content, replayed=False)
+
+
+_ATTACHMENTS = TypeAdapter(list[AttachmentRead])
+
+_LOCK_BY_NUMBER = Query.of(
+    select(ticket.c.id).where(ticket.c.number == bindparam("p_ref")).with_for_update()
+)
+_LOCK_BY_ID = Query.of(
+    select(ticket.c.id).where(ticket.c.id == bindparam("p_ref")).with_for_update()
+)
+_COUNT_ATTACHED = Query.of(
+    select(func.count()).select_from(attachment).where(attachment.c.ticket_id == bindparam("id"))
+)
+_ATTACHED = Query.of(
+    update(ticket)
+    .where(ticket.c.id == bindparam("p_ticket_id"))
+    .values(updated_at=func.now())
+    .add_cte(
+        insert(ticket_event)
+        .values(
+            ticket_id=bindparam("p_ticket_id"),
+            kind="attachment_added",
+            detail=bindparam("p_detail"),
+        )
+        .cte("entry"),
+        update(idempotency_key)
+        .where(
+            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+            idempotency_key.c.key == bindparam("p_idempotency_key"),
+        )
+        .values(status_code=201, response=bindparam("p_response"))
+        .cte("remembered"),
     )
-    await session.execute(update(ticket).where(ticket.c.id == row.id).values(updated_at=func.now()))
-    return added
+)
+"""The timeline entry, the ticket's updated_at and the recorded response, in one statement."""
 
 
 @dataclass(frozen=True)
