@@ -47,6 +47,8 @@ async def test_wrong_scope_is_403(intake: Intake) -> None:
     assert forbidden.status_code == 403
     assert forbidden.json()["required_scope"] == "admin"
     assert (await intake.client.get("/v1/api-keys", headers=portal)).status_code == 403
+    catalogue = await intake.client.get("/v1/products", headers=portal)
+    assert catalogue.status_code == 200, "the portal lists the products it files tickets for"
     admin = intake.auth(intake.admin_key)
     assert (await intake.client.get("/v1/tickets", headers=admin)).status_code == 200
 

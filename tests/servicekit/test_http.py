@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import httpx
@@ -9,13 +10,21 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, EmailStr, Field
+from sqlalchemy import select, update
 
 from contracts.intake import TicketFiled
-from servicekit.auth import Principal, create_api_key, require_scope, revoke_api_key
+from servicekit.auth import (
+    TOUCH_EVERY_S,
+    Principal,
+    create_api_key,
+    require_scope,
+    revoke_api_key,
+)
 from servicekit.deps import RuntimeDep
 from servicekit.outbox import publish
 from servicekit.problems import NotFound
 from servicekit.runtime import create_service_app
+from servicekit.tables import api_key
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import PRODUCER, prepared, record_effect, ticket_filed
 
@@ -39,6 +48,13 @@ async def get_thing(
     thing_id: int, _: Annotated[Principal, Depends(require_scope("things:read"))]
 ) -> dict[str, int]:
     raise NotFound(f"no thing {thing_id}")
+
+
+@router.get("/v1/things")
+async def list_things(
+    _: Annotated[Principal, Depends(require_scope("things:read", "things:write"))],
+) -> list[str]:
+    return []
 
 
 @router.post("/v1/events")
@@ -142,6 +158,7 @@ async def test_errors_are_problem_json_naming_the_field(client: httpx.AsyncClien
         "/v1/things", content=b"{oops", headers=auth | {"content-type": "application/json"}
     )
     assert not_json.status_code == 422
+    assert not_json.json()["errors"][0]["field"] == "body"
 
     missing = await client.get("/v1/things/7", headers=auth)
     assert missing.status_code == 404
@@ -154,3 +171,46 @@ async def test_errors_are_problem_json_naming_the_field(client: httpx.AsyncClien
     nowhere = await client.get("/v1/nowhere")
     assert nowhere.status_code == 404
     assert nowhere.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_route_can_admit_any_of_several_scopes(client: httpx.AsyncClient) -> None:
+    for scope in ("things:read", "things:write", "admin"):
+        _, secret = await _key(client, scope)
+        admitted = await client.get("/v1/things", headers={"Authorization": f"Bearer {secret}"})
+        assert admitted.status_code == 200, scope
+    _, other = await _key(client, "stuff:read")
+    refused = await client.get("/v1/things", headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 403
+    assert refused.json()["required_scope"] == "things:read or things:write"
+
+
+async def test_a_key_records_when_it_was_last_used_at_most_once_a_minute(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    key_id, secret = await _key(client, "things:read")
+
+    async def last_used() -> datetime | None:
+        async with runtime.sessions() as session:
+            used: datetime | None = await session.scalar(
+                select(api_key.c.last_used_at).where(api_key.c.id == uuid.UUID(key_id))
+            )
+            return used
+
+    assert await last_used() is None
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert (await client.get("/v1/things", headers=auth)).status_code == 200
+    first = await last_used()
+    assert first is not None
+    assert (await client.get("/v1/things", headers=auth)).status_code == 200
+    assert await last_used() == first, "written again within the minute"
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(
+            update(api_key)
+            .where(api_key.c.id == uuid.UUID(key_id))
+            .values(last_used_at=first - timedelta(seconds=TOUCH_EVERY_S + 1))
+        )
+    assert (await client.get("/v1/things", headers=auth)).status_code == 200
+    again = await last_used()
+    assert again is not None
+    assert again >= first, "a minute-old stamp is written again"

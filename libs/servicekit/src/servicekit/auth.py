@@ -10,13 +10,13 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.deps import RuntimeDep
@@ -87,11 +87,29 @@ async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
         raise NotFound(f"no active API key {key_id}")
 
 
+TOUCH_EVERY_S = 60
+"""How stale an active key's ``last_used_at`` may get: lookups write it at most this often."""
+
 _LOOKUP = Query.of(
-    select(api_key.c.id, api_key.c.name, api_key.c.scopes).where(
-        api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None)
+    select(api_key.c.id, api_key.c.name, api_key.c.scopes)
+    .where(api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None))
+    .add_cte(
+        update(api_key)
+        .where(
+            api_key.c.key_hash == bindparam("key_hash"),
+            api_key.c.revoked_at.is_(None),
+            or_(
+                api_key.c.last_used_at.is_(None),
+                api_key.c.last_used_at < func.now() - timedelta(seconds=TOUCH_EVERY_S),
+            ),
+        )
+        .values(last_used_at=func.now())
+        .cte("touched")
     )
 )
+"""The key's principal; and its ``last_used_at``, if that is over a minute old. Most lookups
+write nothing, so they commit without a WAL flush; concurrent ones at the minute's turn
+re-check the condition on the row they waited for, and one of them writes."""
 
 
 async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | None:
@@ -102,8 +120,8 @@ async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | Non
     return Principal(row["id"], row["name"], frozenset(row["scopes"]))
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits a request whose bearer key holds `scope`.
+def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a request whose bearer key holds one of `scopes`.
 
     Every request runs it, so the key is looked up with one statement on a
     pooled driver connection that is returned before the route runs (see
@@ -120,8 +138,11 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
             principal = await authenticate(conn, credentials.credentials)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
-        if not principal.allows(scope):
-            raise Forbidden(f"this API key lacks the '{scope}' scope", required_scope=scope)
+        if not any(principal.allows(scope) for scope in scopes):
+            required = " or ".join(f"'{scope}'" for scope in scopes)
+            raise Forbidden(
+                f"this API key lacks the {required} scope", required_scope=" or ".join(scopes)
+            )
         return principal
 
     return dependency

@@ -48,6 +48,8 @@ SlugPath = Annotated[Slug, Path(description="The product's slug, e.g. canvas-hos
 Writer = Annotated[Principal, Depends(require_scope("tickets:write"))]
 Reader = Annotated[Principal, Depends(require_scope("tickets:read"))]
 Admin = Annotated[Principal, Depends(require_scope("admin"))]
+CatalogueReader = Annotated[Principal, Depends(require_scope("tickets:read", "tickets:write"))]
+"""The product catalogue is open to the portal's filing key: it lists the products to file for."""
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -319,14 +321,14 @@ async def get_attachment(
 
 @router.get("/products", tags=["products"], response_model=list[ProductRead], responses=_ERRORS)
 async def list_products(
-    session: SessionDep, _: Reader, include_inactive: bool = False
+    session: SessionDep, _: CatalogueReader, include_inactive: bool = False
 ) -> list[ProductRead]:
     """The product catalogue."""
     return await products.list_products(session=session, include_inactive=include_inactive)
 
 
 @router.get("/products/{slug}", tags=["products"], response_model=ProductRead, responses=_ERRORS)
-async def get_product(slug: SlugPath, session: SessionDep, _: Reader) -> ProductRead:
+async def get_product(slug: SlugPath, session: SessionDep, _: CatalogueReader) -> ProductRead:
     """One product."""
     return await products.get_product(session=session, slug=slug)
 
