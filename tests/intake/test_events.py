@@ -72,6 +72,7 @@ async def test_page_events_move_the_ticket_forward_and_log_each_step(intake: Int
         await wait_connected(intake.runtime)
         await inject(intake.env, notified(tid))
         await eventually(lambda: _status(intake, tid, "oncall_notified"))
+        assert "has been paged" in (await intake.ticket(tid))["next_steps"]
         changed = parse_payload(await next_event(events, TicketStatusChanged.event_type))
         assert isinstance(changed, TicketStatusChanged)
         assert (changed.old_status, changed.new_status) == ("new", "oncall_notified")
@@ -79,6 +80,7 @@ async def test_page_events_move_the_ticket_forward_and_log_each_step(intake: Int
 
         await inject(intake.env, acknowledged(tid))
         await eventually(lambda: _status(intake, tid, "acknowledged"))
+        assert "is working on it" in (await intake.ticket(tid))["next_steps"]
 
         await inject(intake.env, notified(tid, level=2))
         escalated = PageEscalated(
@@ -108,6 +110,7 @@ async def test_page_events_move_the_ticket_forward_and_log_each_step(intake: Int
             ),
         )
         await eventually(lambda: _status(intake, tid, "resolved"))
+        assert "marked resolved" in (await intake.ticket(tid))["next_steps"]
         transitions = [changed.new_status]
         for _ in range(2):
             payload = parse_payload(await next_event(events, TicketStatusChanged.event_type))
@@ -129,6 +132,7 @@ async def test_page_events_move_the_ticket_forward_and_log_each_step(intake: Int
     closed = await intake.client.post(f"/v1/tickets/{tid}/close", headers=intake.auth())
     assert closed.status_code == 200
     assert closed.json()["status"] == "closed"
+    assert "paging" not in closed.json()["next_steps"]
 
 
 async def _has_kind(intake: Intake, ticket_id: str, kind: str) -> bool:
