@@ -166,3 +166,16 @@ async def test_cli_creates_the_first_admin_key(intake: Intake) -> None:
     listed = await intake.client.get("/v1/api-keys", headers=intake.auth(printed["key"]))
     assert listed.status_code == 200
     assert "first" in [k["name"] for k in listed.json()]
+
+    typo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "intake", "create-api-key", "--scope", "tickets:wirte"),
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, error = await asyncio.wait_for(typo.communicate(), timeout=60)
+    assert typo.returncode == 2
+    assert "invalid choice: 'tickets:wirte'" in error.decode()
+    after = await intake.client.get("/v1/api-keys", headers=intake.auth(printed["key"]))
+    assert len(after.json()) == len(listed.json()), "nothing was created"

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from servicekit.auth import create_api_key
+from servicekit.auth import ADMIN, create_api_key
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
@@ -26,6 +26,8 @@ class ServiceDefinition:
     load_settings: Callable[[], ServiceSettings]
     create_app: Callable[[ServiceSettings], FastAPI]
     migrations: Path
+    scopes: frozenset[str] = frozenset({ADMIN})
+    """The API-key scopes the service's routes check; `create-api-key` accepts only these."""
 
 
 async def _create_key(settings: ServiceSettings, name: str, scopes: list[str]) -> None:
@@ -57,7 +59,9 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
     provision.add_argument("--password", default=os.environ.get("KLAXON_ROLE_PASSWORD", ""))
     key = commands.add_parser("create-api-key", help="create an API key and print it once")
     key.add_argument("--name", default="admin")
-    key.add_argument("--scope", action="append", dest="scopes", default=None)
+    key.add_argument(
+        "--scope", action="append", dest="scopes", default=None, choices=sorted(service.scopes)
+    )
     args = parser.parse_args(argv)
 
     settings = service.load_settings()
@@ -81,4 +85,4 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
             )
         )
     elif args.command == "create-api-key":
-        asyncio.run(_create_key(settings, args.name, args.scopes or ["admin"]))
+        asyncio.run(_create_key(settings, args.name, args.scopes or [ADMIN]))

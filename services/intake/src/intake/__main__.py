@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from intake.app import create_app
+from intake.schemas import KNOWN_SCOPES
 from intake.settings import Settings
 from servicekit.cli import ServiceDefinition, main
 
@@ -11,6 +12,7 @@ SERVICE = ServiceDefinition(
     load_settings=Settings,
     create_app=create_app,
     migrations=Path(__file__).parent / "migrations",
+    scopes=KNOWN_SCOPES,
 )
 
 if __name__ == "__main__":
