@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 
 import aio_pika
+import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import text
@@ -241,3 +242,46 @@ async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -
         assert left == ["new"]
     finally:
         await runtime.stop()
+
+
+async def test_consumer_comes_back_when_the_broker_closes_its_channel(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        assert runtime.consumer is not None
+        assert runtime.consumer.queue is not None
+        consuming = await runtime.consumer.queue.channel.get_underlay_channel()
+        # A protocol error closes the channel and leaves the connection open, as the
+        # broker does for a delivery held unacked past its consumer_timeout.
+        await consuming.basic_ack(delivery_tag=999_999)
+        await eventually(lambda: _closed(consuming))
+        envelope = Envelope.wrap(ticket_filed("after the channel closed"), producer=PRODUCER)
+        await _send(channel, settings, envelope.to_json(), envelope.type)
+        await eventually(lambda: handled_notes(runtime, {"after the channel closed"}))
+
+
+async def test_consumer_comes_back_when_its_queue_is_deleted(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env)
+    async with running(settings, handlers=HANDLERS) as runtime:
+        await wait_connected(runtime)
+        assert runtime.consumer is not None
+        queue = runtime.consumer.queue
+        assert queue is not None
+        await channel.queue_delete(queue.name)  # the broker cancels the consumer
+        await eventually(lambda: _redeclared(runtime.consumer, queue))
+        envelope = Envelope.wrap(ticket_filed("after the queue came back"), producer=PRODUCER)
+        await _send(channel, settings, envelope.to_json(), envelope.type)
+        await eventually(lambda: handled_notes(runtime, {"after the queue came back"}))
+
+
+async def _closed(channel: aiormq.abc.AbstractChannel) -> bool:
+    return channel.is_closed
+
+
+async def _redeclared(consumer: object, old: object) -> bool:
+    queue = getattr(consumer, "queue", None)
+    return queue is not None and queue is not old

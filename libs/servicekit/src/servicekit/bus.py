@@ -87,3 +87,27 @@ async def connect(url: str) -> tuple[AbstractConnection, asyncio.Future[BaseExce
 
     connection.close_callbacks.add(on_close)
     return connection, lost
+
+
+async def watch_channel(
+    channel: AbstractChannel, lost: asyncio.Future[BaseException | None]
+) -> None:
+    """Resolve `lost` when the broker closes `channel` or cancels a consumer on it.
+
+    Either leaves the connection open, so `connect`'s future alone never says so: a
+    channel closed for a protocol error (or an unacked delivery held past the
+    broker's ``consumer_timeout``), or a consumer cancelled because its queue was
+    deleted, would leave a loop connected and receiving nothing, for good.
+    """
+
+    def on_close(_: object, exc: BaseException | None = None) -> None:
+        if not lost.done():
+            lost.set_result(exc or ConnectionError("the broker closed the channel"))
+
+    def on_cancel(frame: object) -> None:
+        if not lost.done():
+            lost.set_result(ConnectionError(f"the broker cancelled the consumer ({frame})"))
+
+    channel.close_callbacks.add(on_close)
+    underlay = await channel.get_underlay_channel()
+    underlay.on_consumer_cancel_callbacks.add(on_cancel)

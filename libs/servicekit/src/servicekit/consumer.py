@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 from sqlalchemy import delete, func, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -123,6 +123,7 @@ class Consumer:
         self.handlers = dict(handlers)
         self.service = service or settings.service_name
         self.queue: AbstractQueue | None = None
+        self._connection: AbstractConnection | None = None
         self.connected = False
         self._waiting: asyncio.Queue[Delivery] = asyncio.Queue()
         self._returning: set[asyncio.Task[None]] = set()
@@ -146,6 +147,7 @@ class Consumer:
         connection, lost = await bus.connect(self.settings.amqp_url)
         try:
             channel = await connection.channel()
+            await bus.watch_channel(channel, lost)
             await channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
             exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
             self.queue = await bus.declare_service_queue(
@@ -157,6 +159,7 @@ class Consumer:
                 delivery_limit=self.settings.consumer_delivery_limit,
             )
             await self.queue.consume(functools.partial(self.receive, unsettled=Unsettled()))
+            self._connection = connection
             self.connected = True
             log.info("consuming %s", self.queue.name)
             exc = await lost
@@ -164,6 +167,7 @@ class Consumer:
         finally:
             self.connected = False
             self.queue = None
+            self._connection = None
             # Deliveries of the lost channel can no longer be acked; the broker redelivers them.
             while not self._waiting.empty():
                 self._waiting.get_nowait()
@@ -171,12 +175,17 @@ class Consumer:
                 await connection.close()
 
     async def queue_depth(self) -> int | None:
-        """Messages ready in the service's queue, or None while disconnected."""
-        queue = self.queue
-        if queue is None:
+        """Messages ready in the service's queue, or None while disconnected.
+
+        Asked on a channel of its own: a passive declare that fails closes its
+        channel, and the consumer's must stay open.
+        """
+        queue, connection = self.queue, self._connection
+        if queue is None or connection is None:
             return None
-        declared = await queue.channel.declare_queue(queue.name, passive=True)
-        return declared.declaration_result.message_count
+        async with connection.channel() as channel:
+            declared = await channel.declare_queue(queue.name, passive=True)
+            return declared.declaration_result.message_count
 
     async def receive(self, message: AbstractIncomingMessage, *, unsettled: Unsettled) -> None:
         """Parse one delivery and queue it for a worker; dead-letter what does not parse."""
