@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Envelope, topology
+from contracts import Envelope, parse_payload, topology
 from contracts.intake import TicketFiled
 from servicekit.consumer import prune_inbox
 from servicekit.runtime import Runtime
@@ -285,3 +285,37 @@ async def _closed(channel: aiormq.abc.AbstractChannel) -> bool:
 async def _redeclared(consumer: object, old: object) -> bool:
     queue = getattr(consumer, "queue", None)
     return queue is not None and queue is not old
+
+
+async def test_a_handler_timing_out_with_the_database_up_spends_its_deliveries(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    """A timeout or socket error from a handler's own call (mail, HTTP) is the handler's
+    failure, not a database outage: it is dead-lettered, not retried forever."""
+    settings = await prepared(env, consumer_delivery_limit=2)
+    attempts: list[str] = []
+
+    async def calls_out(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
+        attempts.append(payload.subject)
+        if payload.subject == "mail server hangs":
+            raise TimeoutError("SMTP server did not answer")
+        if payload.subject == "mail server refuses":
+            raise ConnectionRefusedError("SMTP server refused the connection")
+        await record_effect(session, payload, envelope)
+
+    async with running(settings, handlers={TicketFiled.event_type: calls_out}) as runtime:
+        await wait_connected(runtime)
+        for subject in ("mail server hangs", "mail server refuses", "fine"):
+            envelope = Envelope.wrap(ticket_filed(subject), producer=PRODUCER)
+            await _send(channel, settings, envelope.to_json(), envelope.type)
+        await eventually(lambda: handled_notes(runtime, {"fine"}))
+        dead: list[bytes] = []
+
+        async def both_dead() -> bool:
+            dead.extend(await _dead_letters(channel, settings))
+            return len(dead) == 2
+
+        await eventually(both_dead)
+        subjects = [str(getattr(parse_payload(Envelope.from_json(b)), "subject", "")) for b in dead]
+        assert sorted(subjects) == ["mail server hangs", "mail server refuses"]
+        assert attempts.count("mail server hangs") == 3  # first delivery + the limit's redeliveries

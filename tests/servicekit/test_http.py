@@ -57,6 +57,11 @@ async def list_things(
     return []
 
 
+@router.get("/v1/outside-call")
+async def outside_call() -> None:
+    raise TimeoutError("the status-page provider did not answer")
+
+
 @router.post("/v1/events")
 async def add_event(runtime: RuntimeDep) -> dict[str, str]:
     async with runtime.sessions() as session, session.begin():
@@ -214,3 +219,15 @@ async def test_a_key_records_when_it_was_last_used_at_most_once_a_minute(
     again = await last_used()
     assert again is not None
     assert again >= first, "a minute-old stamp is written again"
+
+
+async def test_a_timeout_that_is_not_the_database_is_a_500_not_a_503(
+    client: httpx.AsyncClient,
+) -> None:
+    app = client.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as plain:
+        response = await plain.get("/v1/outside-call")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "database" not in response.json()["detail"]

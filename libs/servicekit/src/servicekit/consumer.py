@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload
 from servicekit import bus, metrics
-from servicekit.db import is_transient
+from servicekit.db import is_database_outage
 from servicekit.logging import correlation_id
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
@@ -248,7 +248,7 @@ class Consumer:
             try:
                 return (await self._commit([delivery]))[delivery.envelope.id]
             except Exception as exc:
-                if not is_transient(exc):
+                if not await is_database_outage(exc, self.sessions):
                     log.exception(
                         "handler for %s failed on event %s (delivery %s); returning it to the queue",
                         delivery.envelope.type,

@@ -4,6 +4,7 @@ import asyncio
 import re
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -104,18 +105,21 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
 )
-"""Driver-level failures that always mean the database could not be reached."""
+"""Driver-level failures seen when the database could not be reached."""
+
+_ANYONE_S: tuple[type[Exception], ...] = (OSError, TimeoutError)
+"""Raised by an unreachable database, and as readily by anything else a handler or route
+calls (an SMTP server, an HTTP API, a timeout): `is_database_outage` asks the database
+before it believes one of these."""
 
 TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (*_UNREACHABLE, DBAPIError)
 """The exception types `is_transient` may say yes to."""
 
+PROBE_TIMEOUT_S = 2.0
+
 
 def is_transient(exc: BaseException) -> bool:
-    """True if `exc` means the database could not be reached, not that the work is wrong.
-
-    Such failures are retried without counting against a message's delivery
-    limit, and the HTTP API answers them with 503 instead of 500.
-    """
+    """True if `exc` may mean the database could not be reached (see `is_database_outage`)."""
     if isinstance(exc, _UNREACHABLE):
         return True
     if isinstance(exc, DBAPIError):
@@ -126,3 +130,33 @@ def is_transient(exc: BaseException) -> bool:
             cause is not None and cause is not exc and is_transient(cause)
         )
     return False
+
+
+async def database_answers(
+    sessions: async_sessionmaker[AsyncSession], timeout_s: float = PROBE_TIMEOUT_S
+) -> bool:
+    """True if the database answers ``SELECT 1`` within `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s), sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def is_database_outage(
+    exc: BaseException, sessions: async_sessionmaker[AsyncSession]
+) -> bool:
+    """True if `exc` means the database could not be reached, not that the work is wrong.
+
+    Such failures are retried without counting against a message's delivery
+    limit, and the HTTP API answers them with 503 instead of 500. A bare
+    `OSError` or `TimeoutError` counts only if the database does not answer now:
+    otherwise a handler whose mail server refused a message, or whose HTTP call
+    timed out, would be retried forever without ever being dead-lettered.
+    """
+    if not is_transient(exc):
+        return False
+    if isinstance(exc, _ANYONE_S):
+        return not await database_answers(sessions)
+    return True

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from servicekit.db import TRANSIENT_CANDIDATES, is_transient
+from servicekit.db import TRANSIENT_CANDIDATES, is_database_outage
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, title, str(exc.detail), instance=request.url.path)
 
     async def _transient(request: Request, exc: Exception) -> JSONResponse:
-        if not is_transient(exc):
+        if not await is_database_outage(exc, request.app.state.runtime.sessions):
             raise exc  # a real failure: the 500 handler below logs it
         log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
         response = problem_response(
