@@ -5,7 +5,11 @@ import contextlib
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones.
+
+    While `silent` is set, bytes in either direction are dropped and connections stay
+    open, as across a network partition or to a host that died without a reset.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -13,6 +17,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.silent = False
 
     async def start(self) -> None:
         """Listen (on the same port as before, after a cut)."""
@@ -51,8 +56,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
+                if not self.silent:
+                    writer.write(data)
+                    await writer.drain()
         except (OSError, asyncio.CancelledError):
             pass
         finally:

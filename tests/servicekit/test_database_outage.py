@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 
 from contracts import Envelope, topology
 from servicekit.outbox import publish
+from servicekit.runtime import Runtime
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.proxy import TcpProxy
 from tests.servicekit.helpers import (
@@ -14,6 +15,7 @@ from tests.servicekit.helpers import (
     PRODUCER,
     effects,
     handled_count,
+    handled_notes,
     prepared,
     running,
     ticket_filed,
@@ -66,3 +68,35 @@ async def test_consumer_waits_out_a_database_outage_without_dead_lettering(
             assert after.id in {e for e, _ in await effects(runtime)}
     finally:
         await proxy.close()
+
+
+async def test_relay_replaces_a_database_connection_that_went_silent(env: Throwaway) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    try:
+        direct = await prepared(env, reconnect_max_s=0.5)
+        url = make_url(direct.database_url).set(host="127.0.0.1", port=proxy.port)
+        relaying = direct.model_copy(
+            update={
+                "database_url": url.render_as_string(hide_password=False),
+                "relay_io_timeout_s": 1.0,
+                "consumer_enabled": False,
+                "timers_enabled": False,
+            }
+        )
+        consuming = direct.model_copy(update={"relay_enabled": False})
+        async with running(consuming, handlers=HANDLERS) as runtime, running(relaying) as relay:
+            await wait_connected(runtime)
+            await eventually(lambda: _relay_connected(relay))
+            proxy.silent = True  # no reset, no FIN: every byte just vanishes
+            async with runtime.sessions() as session, session.begin():
+                await publish(session, ticket_filed("during the partition"), producer=PRODUCER)
+            await asyncio.sleep(2.5)
+            proxy.silent = False  # new connections work again; the old one is still mute
+            await eventually(lambda: handled_notes(runtime, {"during the partition"}))
+    finally:
+        await proxy.close()
+
+
+async def _relay_connected(runtime: Runtime) -> bool:
+    return runtime.relay is not None and runtime.relay.connected

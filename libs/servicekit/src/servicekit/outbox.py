@@ -130,7 +130,8 @@ class Relay:
     Each relay keeps one database connection of its own, both to LISTEN for
     new rows and to claim them, with ``synchronous_commit`` off: losing a
     committed DELETE in a database crash only means publishing again, and
-    consumers dedupe.
+    consumers dedupe. Every statement on it times out after
+    ``relay_io_timeout_s``, so a connection that went silent is replaced.
     """
 
     def __init__(self, settings: ServiceSettings) -> None:
@@ -145,7 +146,8 @@ class Relay:
     async def _relay_until_lost(self) -> None:
         db = await asyncpg.connect(
             asyncpg_dsn(self.settings.database_url),
-            timeout=10,
+            timeout=self.settings.relay_io_timeout_s,
+            command_timeout=self.settings.relay_io_timeout_s,
             server_settings={
                 **server_settings(self.settings, role="relay"),
                 "synchronous_commit": "off",
@@ -222,35 +224,36 @@ class Relay:
         message to be written out before the channel takes the next: one
         event-loop turn per message, so in the busy producer of the pipeline
         benchmark a batch took ~1.1 ms per event instead of ~0.8.) A nack, a
-        return or a lost channel fails the batch: it rolls back and is
-        published again; consumers dedupe.
+        return, a lost channel or confirms slower than ``relay_io_timeout_s``
+        fail the batch: it rolls back and is published again; consumers dedupe.
         """
         async with db.transaction():
             claimed = await db.fetch(_CLAIM, self.settings.relay_batch_size)
             rows = sorted(claimed, key=lambda row: row["seq"])
             if not rows:
                 return 0
-            confirms = await asyncio.gather(
-                *(
-                    channel.basic_publish(
-                        row["body"],
-                        exchange=exchange,
-                        routing_key=row["routing_key"],
-                        properties=spec.Basic.Properties(
-                            message_id=str(row["event_id"]),
-                            correlation_id=str(row["correlation_id"]),
-                            message_type=row["routing_key"],
-                            content_type="application/json",
-                            delivery_mode=2,  # persistent
-                            app_id=self.settings.service_name,
-                        ),
-                        mandatory=True,
-                        wait=False,
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
+            async with asyncio.timeout(self.settings.relay_io_timeout_s):
+                confirms = await asyncio.gather(
+                    *(
+                        channel.basic_publish(
+                            row["body"],
+                            exchange=exchange,
+                            routing_key=row["routing_key"],
+                            properties=spec.Basic.Properties(
+                                message_id=str(row["event_id"]),
+                                correlation_id=str(row["correlation_id"]),
+                                message_type=row["routing_key"],
+                                content_type="application/json",
+                                delivery_mode=2,  # persistent
+                                app_id=self.settings.service_name,
+                            ),
+                            mandatory=True,
+                            wait=False,
+                        )
+                        for row in rows
+                    ),
+                    return_exceptions=True,
+                )
             for confirm in confirms:
                 if isinstance(confirm, asyncio.CancelledError):
                     # A confirm cancelled by the channel closing, not this task being cancelled.

@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     relay_recheck_s: float = 0.001
     """After publishing, the relay looks again after this long, doubling up to the poll
     interval: events committed without a NOTIFY (see `servicekit.tables`) are found."""
+    relay_io_timeout_s: float = 10.0
+    """The relay gives up on a database statement, a connection attempt or a batch's broker
+    confirms after this long and reconnects: a connection that went silent (a network
+    partition, a host gone without a reset) would otherwise hold it for good."""
     relay_vacuum_every: int = 5000
     """The relay vacuums the outbox after deleting this many published rows (see
     `servicekit.outbox.vacuum`)."""
