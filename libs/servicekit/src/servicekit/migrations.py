@@ -27,26 +27,29 @@ def _alembic_config(script_location: Path, schema: str) -> Config:
 
 
 def _run_upgrade(connection: Connection, config: Config, revision: str) -> None:
+    """Migrate under a transaction-level advisory lock taken in the migration's own transaction.
+
+    The lock goes with the commit (or rollback) itself, so the next replica waiting
+    for it reads the version this one committed instead of migrating again, and a
+    failed migration raises its own error rather than one from an unlock in an
+    aborted transaction.
+    """
     schema = config.attributes["schema"]
-    connection.execute(text("SELECT pg_advisory_lock(hashtext(:s))"), {"s": f"migrate:{schema}"})
-    try:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    finally:
-        connection.execute(
-            text("SELECT pg_advisory_unlock(hashtext(:s))"), {"s": f"migrate:{schema}"}
-        )
+    connection.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"migrate:{schema}"}
+    )
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 async def upgrade(settings: ServiceSettings, script_location: Path, revision: str = "head") -> None:
     """Run the service's migrations up to `revision` against its schema."""
     engine = create_engine(settings)
     try:
-        async with engine.connect() as conn:
+        async with engine.begin() as conn:
             await conn.run_sync(
                 _run_upgrade, _alembic_config(script_location, settings.db_schema), revision
             )
-            await conn.commit()
     finally:
         await engine.dispose()
 
