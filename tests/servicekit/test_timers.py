@@ -2,8 +2,9 @@
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.runtime import Runtime
@@ -27,17 +28,25 @@ async def _notes(runtime: Runtime) -> list[str]:
 
 async def test_timer_fires_once_when_due_and_not_before(env: Throwaway) -> None:
     settings = await prepared(env)
-    async with running(settings, timer_handlers={"deadline": _note}) as runtime:
-        now = datetime.now(UTC)
+    fired_at: list[datetime] = []
+
+    async def deadline(session: AsyncSession, due: DueTimer) -> None:
+        fired_at.append((await session.execute(select(func.now()))).scalar_one())
+        await _note(session, due)
+
+    async with running(settings, timer_handlers={"deadline": deadline}) as runtime:
+        due_at = datetime.now(UTC) + timedelta(seconds=1)
         async with runtime.sessions() as session, session.begin():
+            await schedule(session, kind="deadline", key="soon", due_at=due_at)
             await schedule(
-                session, kind="deadline", key="soon", due_at=now + timedelta(seconds=1.5)
+                session, kind="deadline", key="later", due_at=due_at + timedelta(hours=1)
             )
-            await schedule(session, kind="deadline", key="later", due_at=now + timedelta(hours=1))
-            await schedule(session, kind="deadline", key="cancelled", due_at=now)
+            await schedule(session, kind="deadline", key="cancelled", due_at=due_at)
             assert await cancel(session, kind="deadline", key="cancelled")
-        assert await _notes(runtime) == []
+        await asyncio.sleep((due_at - timedelta(seconds=0.3) - datetime.now(UTC)).total_seconds())
+        assert await _notes(runtime) == []  # many polls in, shortly before it is due
         await eventually(lambda: _has(runtime, "deadline:soon"))
+        assert fired_at[0] >= due_at  # by the database's clock, which decides
         await asyncio.sleep(0.3)
         assert await _notes(runtime) == ["deadline:soon"]
         async with runtime.sessions() as session:
@@ -70,6 +79,105 @@ async def test_failing_timer_is_retried_with_backoff_and_rolled_back(env: Throwa
         await eventually(lambda: _has(runtime, "retry:k"))
         assert calls == [0, 1, 2]
         assert await _notes(runtime) == ["retry:k"]  # failed attempts left nothing behind
+
+
+async def test_failure_with_a_nul_in_its_message_is_recorded_and_blocks_nothing(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env, timer_retry_base_s=60.0)
+    calls: list[int] = []
+
+    async def garbled(session: AsyncSession, due: DueTimer) -> None:
+        calls.append(due.attempts)
+        raise RuntimeError("provider said: \x00\x01 garbage")
+
+    async with running(settings, timer_handlers={"retry": garbled, "deadline": _note}) as runtime:
+        started = await _failing_timer_then_deadline(runtime)
+        await eventually(lambda: _has(runtime, "deadline:30-min"))
+        failed = await _timer_row(runtime, "webhook-1")
+    assert calls == [0]
+    assert failed.attempts == 1
+    assert failed.due_at > started + timedelta(seconds=59)
+    assert failed.last_error == "RuntimeError: provider said: \x01 garbage"
+
+
+async def test_timer_failing_for_thousands_of_attempts_waits_the_max_backoff(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env, timer_retry_base_s=5.0, timer_retry_max_s=120.0)
+    calls: list[int] = []
+
+    async def down(session: AsyncSession, due: DueTimer) -> None:
+        calls.append(due.attempts)
+        raise RuntimeError("subscriber webhook still down")
+
+    async with running(settings, timer_handlers={"retry": down, "deadline": _note}) as runtime:
+        started = await _failing_timer_then_deadline(runtime, attempts=5000)
+        await eventually(lambda: _has(runtime, "deadline:30-min"))
+        finished = datetime.now(UTC)
+        failed = await _timer_row(runtime, "webhook-1")
+    assert calls == [5000]
+    assert failed.attempts == 5001
+    assert started + timedelta(seconds=119) < failed.due_at < finished + timedelta(seconds=121)
+
+
+async def test_timer_whose_failure_cannot_be_recorded_is_still_pushed_back(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env, timer_retry_base_s=60.0)
+    calls: list[int] = []
+
+    async def down(session: AsyncSession, due: DueTimer) -> None:
+        calls.append(due.attempts)
+        raise RuntimeError("provider down")
+
+    async with running(settings, timer_handlers={"retry": down, "deadline": _note}) as runtime:
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(text(_REJECT_LAST_ERROR))
+            await session.execute(
+                text(
+                    "CREATE TRIGGER reject_last_error BEFORE UPDATE ON timer"
+                    " FOR EACH ROW EXECUTE FUNCTION reject_last_error()"
+                )
+            )
+        started = await _failing_timer_then_deadline(runtime)
+        await eventually(lambda: _has(runtime, "deadline:30-min"))
+        failed = await _timer_row(runtime, "webhook-1")
+    assert calls == [0]
+    assert failed.attempts == 1
+    assert failed.due_at > started + timedelta(seconds=59)
+    assert failed.last_error is None
+
+
+_REJECT_LAST_ERROR = """
+CREATE FUNCTION reject_last_error() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.last_error IS NOT NULL THEN
+        RAISE EXCEPTION 'last_error cannot be stored';
+    END IF;
+    RETURN NEW;
+END $$
+"""
+"""Makes recording any timer failure fail, whatever the error says."""
+
+
+async def _failing_timer_then_deadline(runtime: Runtime, *, attempts: int = 0) -> datetime:
+    """Schedule a retry timer due just before a deadline timer, so it is claimed first."""
+    started = datetime.now(UTC)
+    async with runtime.sessions() as session, session.begin():
+        await schedule(
+            session, kind="retry", key="webhook-1", due_at=started - timedelta(seconds=1)
+        )
+        await session.execute(
+            update(timer).where(timer.c.key == "webhook-1").values(attempts=attempts)
+        )
+        await schedule(session, kind="deadline", key="30-min", due_at=started)
+    return started
+
+
+async def _timer_row(runtime: Runtime, key: str) -> Row[Any]:
+    async with runtime.sessions() as session:
+        return (await session.execute(select(timer).where(timer.c.key == key))).one()
 
 
 async def test_handler_may_reschedule_its_own_timer(env: Throwaway) -> None:

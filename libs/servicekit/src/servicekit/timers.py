@@ -4,7 +4,11 @@ Guarantee: a timer scheduled in a committed transaction fires at least once,
 at or after its ``due_at``, even across restarts; a firing whose handler
 commits deletes the timer in the same transaction, so it does not fire again.
 A handler that raises is rolled back to a savepoint and the timer is retried
-with exponential backoff. Replicas share due timers with ``SKIP LOCKED``.
+with exponential backoff capped at ``timer_retry_max_s``, its attempts and last
+error recorded. If that record cannot be written, the timer is still pushed back
+in a fresh transaction (where another replica may fire it once more first), so a
+timer that keeps failing never holds back the timers due after it.
+Replicas share due timers with ``SKIP LOCKED``.
 Scheduling the same ``(kind, key)`` again moves the one timer; a handler may
 reschedule its own timer (e.g. a repeating escalation) and it is kept.
 """
@@ -27,6 +31,12 @@ from servicekit.settings import ServiceSettings
 from servicekit.tables import timer
 
 log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_EXPONENT = 64
+"""Doubling further changes no delay under any sane cap, and ``2**1024`` overflows a float."""
+
+_MAX_ERROR_CHARS = 2000
+"""Enough to diagnose a failure without letting one huge message bloat the timer row."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,27 @@ async def cancel(session: AsyncSession, *, kind: str, key: str) -> bool:
     return result.first() is not None
 
 
+def _retry_delay(settings: ServiceSettings, attempts: int) -> timedelta:
+    """``min(base * 2**attempts, max)``, finite however many attempts have failed."""
+    exponent = min(max(attempts, 0), _MAX_BACKOFF_EXPONENT)
+    return timedelta(
+        seconds=min(settings.timer_retry_base_s * 2**exponent, settings.timer_retry_max_s)
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    """`exc` as text Postgres can store: no NUL, valid UTF-8, bounded length.
+
+    Handler errors often quote what a provider sent back, which may hold anything.
+    """
+    try:
+        message = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        message = type(exc).__name__
+    message = message.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return message[:_MAX_ERROR_CHARS]
+
+
 class TimerWorker:
     """Fires due timers of the kinds it has handlers for."""
 
@@ -108,43 +139,73 @@ class TimerWorker:
         return fired
 
     async def _fire_one(self) -> bool:
-        async with self.sessions() as session, session.begin():
-            row = (
-                await session.execute(
-                    select(timer)
-                    .where(timer.c.due_at <= func.now(), timer.c.kind.in_(list(self.handlers)))
-                    .order_by(timer.c.due_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-            ).first()
-            if row is None:
-                return False
-            due = DueTimer(row.id, row.kind, row.key, row.due_at, row.payload, row.attempts)
-            try:
-                async with session.begin_nested():
-                    await self.handlers[due.kind](session, due)
-            except Exception as exc:
-                backoff_s = min(
-                    self.settings.timer_retry_base_s * 2**due.attempts,
-                    self.settings.timer_retry_max_s,
-                )
-                log.exception(
-                    "timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1
-                )
-                await session.execute(
-                    update(timer)
-                    .where(timer.c.id == due.id)
-                    .values(
-                        attempts=timer.c.attempts + 1,
-                        due_at=func.now() + timedelta(seconds=backoff_s),
-                        last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        failed: DueTimer | None = None
+        try:
+            async with self.sessions() as session, session.begin():
+                row = (
+                    await session.execute(
+                        select(timer)
+                        .where(timer.c.due_at <= func.now(), timer.c.kind.in_(list(self.handlers)))
+                        .order_by(timer.c.due_at)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
                     )
-                )
-                metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, "failed").inc()
-                return True
-            await session.execute(
-                delete(timer).where(and_(timer.c.id == due.id, timer.c.due_at == due.due_at))
+                ).first()
+                if row is None:
+                    return False
+                due = DueTimer(row.id, row.kind, row.key, row.due_at, row.payload, row.attempts)
+                try:
+                    async with session.begin_nested():
+                        await self.handlers[due.kind](session, due)
+                except Exception as exc:
+                    failed = due
+                    await self._record_failure(session, due, exc)
+                else:
+                    await session.execute(
+                        delete(timer).where(
+                            and_(timer.c.id == due.id, timer.c.due_at == due.due_at)
+                        )
+                    )
+        except Exception:
+            if failed is None:
+                raise
+            log.exception(
+                "could not record the failure of timer %s/%s; pushing it back without it",
+                failed.kind,
+                failed.key,
             )
-        metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, "done").inc()
+            await self._push_back(failed)
+        outcome = "done" if failed is None else "failed"
+        metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, outcome).inc()
         return True
+
+    async def _record_failure(self, session: AsyncSession, due: DueTimer, exc: Exception) -> None:
+        """Log the failure and schedule the retry, keeping the error for diagnosis."""
+        log.exception("timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1)
+        await session.execute(
+            update(timer)
+            .where(timer.c.id == due.id)
+            .values(
+                attempts=timer.c.attempts + 1,
+                due_at=func.now() + _retry_delay(self.settings, due.attempts),
+                last_error=_error_text(exc),
+            )
+        )
+
+    async def _push_back(self, due: DueTimer) -> None:
+        """Retry `due` later, recording only what cannot fail on a handler's error.
+
+        Runs in a fresh transaction because the one that fired `due` is lost.
+        Without it the timer would stay the oldest due one and be fired again on
+        every poll, ahead of everything due after it. It leaves the timer alone if
+        it has since been moved or fired.
+        """
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(timer)
+                .where(timer.c.id == due.id, timer.c.due_at == due.due_at)
+                .values(
+                    attempts=timer.c.attempts + 1,
+                    due_at=func.now() + _retry_delay(self.settings, due.attempts),
+                )
+            )
