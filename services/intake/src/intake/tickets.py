@@ -204,6 +204,21 @@ _LOOKUP = Query.of(
 )
 """Product, its health, and the next ticket number."""
 
+
+def _remembered() -> Any:
+    """The CTE that records a 201's response under the request's Idempotency-Key (when
+    none was sent, it matches no row)."""
+    return (
+        update(idempotency_key)
+        .where(
+            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+            idempotency_key.c.key == bindparam("p_idempotency_key"),
+        )
+        .values(status_code=201, response=bindparam("p_response"))
+        .cte("remembered")
+    )
+
+
 _FILE = Query.of(
     insert(outbox_event)
     .values(OUTBOX_VALUES)
@@ -236,13 +251,7 @@ _FILE = Query.of(
             at=bindparam("p_filed_at"),
         )
         .cte("first_entry"),
-        update(idempotency_key)
-        .where(
-            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
-            idempotency_key.c.key == bindparam("p_idempotency_key"),
-        )
-        .values(status_code=201, response=bindparam("p_response"))
-        .cte("remembered"),
+        _remembered(),
     )
 )
 """The ticket, its first timeline entry, the recorded response (if an Idempotency-Key was
@@ -666,13 +675,7 @@ _ATTACHED = Query.of(
             detail=bindparam("p_detail"),
         )
         .cte("entry"),
-        update(idempotency_key)
-        .where(
-            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
-            idempotency_key.c.key == bindparam("p_idempotency_key"),
-        )
-        .values(status_code=201, response=bindparam("p_response"))
-        .cte("remembered"),
+        _remembered(),
     )
 )
 """The timeline entry, the ticket's updated_at and the recorded response, in one statement."""
