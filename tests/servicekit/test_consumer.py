@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable
 import aio_pika
 import aiormq
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -257,9 +257,7 @@ async def test_consumer_comes_back_when_the_broker_closes_its_channel(
         # broker does for a delivery held unacked past its consumer_timeout.
         await consuming.basic_ack(delivery_tag=999_999)
         await eventually(lambda: _closed(consuming))
-        envelope = Envelope.wrap(ticket_filed("after the channel closed"), producer=PRODUCER)
-        await _send(channel, settings, envelope.to_json(), envelope.type)
-        await eventually(lambda: handled_notes(runtime, {"after the channel closed"}))
+        await _handled_once_sent(channel, settings, runtime, "after the channel closed")
 
 
 async def test_consumer_comes_back_when_its_queue_is_deleted(
@@ -272,18 +270,24 @@ async def test_consumer_comes_back_when_its_queue_is_deleted(
         queue = runtime.consumer.queue
         assert queue is not None
         await channel.queue_delete(queue.name)  # the broker cancels the consumer
-        await eventually(lambda: _redeclared(runtime.consumer, queue))
-        envelope = Envelope.wrap(ticket_filed("after the queue came back"), producer=PRODUCER)
-        await _send(channel, settings, envelope.to_json(), envelope.type)
-        await eventually(lambda: handled_notes(runtime, {"after the queue came back"}))
+        await eventually(lambda: _redeclared(runtime, queue))
+        await _handled_once_sent(channel, settings, runtime, "after the queue came back")
+
+
+async def _handled_once_sent(
+    channel: AbstractChannel, settings: ServiceSettings, runtime: Runtime, note: str
+) -> None:
+    envelope = Envelope.wrap(ticket_filed(note), producer=PRODUCER)
+    await _send(channel, settings, envelope.to_json(), envelope.type)
+    await eventually(lambda: handled_notes(runtime, {note}))
 
 
 async def _closed(channel: aiormq.abc.AbstractChannel) -> bool:
     return channel.is_closed
 
 
-async def _redeclared(consumer: object, old: object) -> bool:
-    queue = getattr(consumer, "queue", None)
+async def _redeclared(runtime: Runtime, old: AbstractQueue) -> bool:
+    queue = runtime.consumer.queue if runtime.consumer else None
     return queue is not None and queue is not old
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.runtime import Runtime
 from servicekit.tables import timer
-from servicekit.timers import DueTimer, TimerWorker, cancel, schedule
+from servicekit.timers import DueTimer, TimerHandler, TimerWorker, cancel, schedule
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import prepared, running
 
@@ -19,6 +19,16 @@ async def _note(session: AsyncSession, due: DueTimer) -> None:
         text("INSERT INTO effect (event_id, note) VALUES (gen_random_uuid(), :note)"),
         {"note": f"{due.kind}:{due.key}"},
     )
+
+
+def _failing(calls: list[int], message: str) -> TimerHandler:
+    """A handler that records each attempt it is given and always raises `message`."""
+
+    async def handler(session: AsyncSession, due: DueTimer) -> None:
+        calls.append(due.attempts)
+        raise RuntimeError(message)
+
+    return handler
 
 
 async def _notes(runtime: Runtime) -> list[str]:
@@ -86,10 +96,7 @@ async def test_failure_with_a_nul_in_its_message_is_recorded_and_blocks_nothing(
 ) -> None:
     settings = await prepared(env, timer_retry_base_s=60.0)
     calls: list[int] = []
-
-    async def garbled(session: AsyncSession, due: DueTimer) -> None:
-        calls.append(due.attempts)
-        raise RuntimeError("provider said: \x00\x01 garbage")
+    garbled = _failing(calls, "provider said: \x00\x01 garbage")
 
     async with running(settings, timer_handlers={"retry": garbled, "deadline": _note}) as runtime:
         started = await _failing_timer_then_deadline(runtime)
@@ -106,10 +113,7 @@ async def test_timer_failing_for_thousands_of_attempts_waits_the_max_backoff(
 ) -> None:
     settings = await prepared(env, timer_retry_base_s=5.0, timer_retry_max_s=120.0)
     calls: list[int] = []
-
-    async def down(session: AsyncSession, due: DueTimer) -> None:
-        calls.append(due.attempts)
-        raise RuntimeError("subscriber webhook still down")
+    down = _failing(calls, "subscriber webhook still down")
 
     async with running(settings, timer_handlers={"retry": down, "deadline": _note}) as runtime:
         started = await _failing_timer_then_deadline(runtime, attempts=5000)
@@ -126,10 +130,7 @@ async def test_timer_whose_failure_cannot_be_recorded_is_still_pushed_back(
 ) -> None:
     settings = await prepared(env, timer_retry_base_s=60.0)
     calls: list[int] = []
-
-    async def down(session: AsyncSession, due: DueTimer) -> None:
-        calls.append(due.attempts)
-        raise RuntimeError("provider down")
+    down = _failing(calls, "provider down")
 
     async with running(settings, timer_handlers={"retry": down, "deadline": _note}) as runtime:
         async with runtime.sessions() as session, session.begin():

@@ -90,14 +90,15 @@ async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID) -> None:
 TOUCH_EVERY_S = 60
 """How stale an active key's ``last_used_at`` may get: lookups write it at most this often."""
 
+_ACTIVE_KEY = (api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None))
+
 _LOOKUP = Query.of(
     select(api_key.c.id, api_key.c.name, api_key.c.scopes)
-    .where(api_key.c.key_hash == bindparam("key_hash"), api_key.c.revoked_at.is_(None))
+    .where(*_ACTIVE_KEY)
     .add_cte(
         update(api_key)
         .where(
-            api_key.c.key_hash == bindparam("key_hash"),
-            api_key.c.revoked_at.is_(None),
+            *_ACTIVE_KEY,
             or_(
                 api_key.c.last_used_at.is_(None),
                 api_key.c.last_used_at < func.now() - timedelta(seconds=TOUCH_EVERY_S),

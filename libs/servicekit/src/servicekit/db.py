@@ -107,7 +107,7 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
 )
 """Driver-level failures seen when the database could not be reached."""
 
-_ANYONE_S: tuple[type[Exception], ...] = (OSError, TimeoutError)
+_AMBIGUOUS: tuple[type[Exception], ...] = (OSError, TimeoutError)
 """Raised by an unreachable database, and as readily by anything else a handler or route
 calls (an SMTP server, an HTTP API, a timeout): `is_database_outage` asks the database
 before it believes one of these."""
@@ -157,6 +157,6 @@ async def is_database_outage(
     """
     if not is_transient(exc):
         return False
-    if isinstance(exc, _ANYONE_S):
+    if isinstance(exc, _AMBIGUOUS):
         return not await database_answers(sessions)
     return True
