@@ -1,6 +1,7 @@
 """A portal that retries after a timeout never files two tickets."""
 
 import asyncio
+import json
 
 from tests.intake.helpers import Intake, ticket_body
 
@@ -76,6 +77,36 @@ async def test_a_refused_request_does_not_burn_its_key(intake: Intake) -> None:
     assert bad.status_code == 422
     fixed = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
     assert fixed.status_code == 201
+
+
+async def test_a_retry_replays_after_the_product_is_withdrawn(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "before-withdrawal"}
+    first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert first.status_code == 201
+    withdrawn = await intake.client.delete(
+        f"/v1/products/{ticket_body()['product']}", headers=intake.auth(intake.admin_key)
+    )
+    assert withdrawn.status_code == 204
+    again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+
+
+async def test_a_retried_filing_with_attachments_stores_them_once(intake: Intake) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "with-files"}
+    form = {"ticket": json.dumps(ticket_body())}
+    files = [("attachments", ("screen.png", PNG, "image/png"))]
+    responses = await asyncio.gather(
+        *(
+            intake.client.post("/v1/tickets", data=form, files=files, headers=headers)
+            for _ in range(4)
+        )
+    )
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert [len(r.json()["attachments"]) for r in responses] == [1] * 4
+    assert (await intake.count("ticket"), await intake.count("attachment")) == (1, 1)
 
 
 async def test_a_retried_attachment_upload_adds_the_files_once(intake: Intake) -> None:

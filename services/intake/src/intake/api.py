@@ -203,7 +203,7 @@ async def file_ticket(
         uploads = [upload for _, upload in body.files]
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
-    async with connection(runtime.engine) as conn, conn.transaction():
+    async with connection(runtime.engine) as conn:
         filed = await tickets.file_ticket(
             conn=conn,
             data=data,

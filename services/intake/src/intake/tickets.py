@@ -1,14 +1,16 @@
-"""Ticket use cases. Each takes a session (filing, the hot path: a driver connection, see
-`servicekit.sql`) and never commits: the caller owns the transaction.
+"""Ticket use cases. Each takes a session and never commits: the caller owns the
+transaction. Filing, the hot path, is the exception: it runs on a driver connection
+in autocommit mode (see `servicekit.sql`) and is atomic on its own.
 
-Filing a ticket inserts it, its attachments, its first timeline entry, its
-idempotency record and the ``ticket.filed`` outbox row in one transaction, so
-a committed ticket always has its event delivered and a refused one leaves
-nothing behind.
+Filing a ticket inserts it, its first timeline entry, its idempotency record and
+the ``ticket.filed`` outbox row in one statement (with its attachments, in one
+transaction), so a committed ticket always has its event delivered and a refused
+one leaves nothing behind.
 """
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import uuid
@@ -19,9 +21,22 @@ from typing import Any
 
 import asyncpg
 from pydantic import TypeAdapter
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
 
 from contracts import Envelope
 from contracts.common import HealthState, Person, ProductRef, Severity
@@ -219,12 +234,40 @@ def _remembered() -> Any:
     )
 
 
+def _if_claimed(table: Table, **values: Any) -> Insert:
+    """INSERT INTO `table` one row of `values` (bind parameters and constants), provided
+    the filing's Idempotency-Key was claimed by the `claim` CTE below, or none was sent."""
+    row = select(*(type_coerce(value, table.c[name].type) for name, value in values.items()))
+    return insert(table).from_select(list(values), row.where(_CLAIMED))
+
+
+_KEY = bindparam("p_idempotency_key", type_=idempotency_key.c.key.type)
+
+_CLAIM_AND_REMEMBER = (
+    pg_insert(idempotency_key)
+    .from_select(
+        ["api_key_id", "key", "request_hash", "status_code", "response"],
+        select(
+            type_coerce(bindparam("p_api_key_id"), idempotency_key.c.api_key_id.type),
+            _KEY,
+            type_coerce(bindparam("p_request_hash"), idempotency_key.c.request_hash.type),
+            literal(201, idempotency_key.c.status_code.type),
+            type_coerce(bindparam("p_response"), idempotency_key.c.response.type),
+        ).where(_KEY.is_not(None)),
+    )
+    .on_conflict_do_nothing()
+    .returning(idempotency_key.c.key)
+    .cte("claim")
+)
+_CLAIMED = or_(_KEY.is_(None), exists(select(_CLAIM_AND_REMEMBER.c.key)))
+
 _FILE = Query.of(
-    insert(outbox_event)
-    .values(OUTBOX_VALUES)
+    _if_claimed(outbox_event, **OUTBOX_VALUES)
+    .returning(outbox_event.c.event_id)
     .add_cte(
-        insert(ticket)
-        .values(
+        _CLAIM_AND_REMEMBER,
+        _if_claimed(
+            ticket,
             id=bindparam("p_ticket_id"),
             number=bindparam("p_number"),
             organization=bindparam("p_organization"),
@@ -240,22 +283,23 @@ _FILE = Query.of(
             api_key_id=bindparam("p_api_key_id"),
             created_at=bindparam("p_filed_at"),
             updated_at=bindparam("p_filed_at"),
-        )
-        .cte("new_ticket"),
-        insert(ticket_event)
-        .values(
+        ).cte("new_ticket"),
+        _if_claimed(
+            ticket_event,
             ticket_id=bindparam("p_ticket_id"),
-            kind="filed",
-            status="new",
+            kind=literal("filed"),
+            status=literal("new"),
             detail=bindparam("p_detail"),
             at=bindparam("p_filed_at"),
-        )
-        .cte("first_entry"),
-        _remembered(),
+        ).cte("first_entry"),
     )
 )
-"""The ticket, its first timeline entry, the recorded response (if an Idempotency-Key was
-sent; otherwise the UPDATE matches nothing) and the outbox event, in one statement."""
+"""A filing in one statement: it claims the Idempotency-Key with the response to replay
+and, only if it got the key (or none was sent), inserts the ticket, its first timeline
+entry and the outbox event. It returns the event's id, or no row when an earlier request
+holds the key. On its own it is atomic, so a filing without attachments needs no
+BEGIN/COMMIT; a concurrent request with the same key waits on the key's primary key until
+this statement commits, then finds the key taken."""
 
 
 _ATTACH = Query.of(
@@ -293,12 +337,30 @@ async def _claim_idempotency_key(
     params = {"p_api_key_id": api_key_id, "p_key": key, "p_request_hash": fingerprint}
     if await conn.fetchrow(_CLAIM.sql, *_CLAIM.args(params)) is not None:
         return None
+    return await _first_use(conn, api_key_id=api_key_id, key=key, fingerprint=fingerprint)
+
+
+async def _first_use(
+    conn: asyncpg.Connection, *, api_key_id: uuid.UUID, key: str, fingerprint: str
+) -> tuple[int, Any]:
+    """The status and response of the committed request that took `key`; 422 if that was
+    another request, 409 if it is still in progress (or just rolled back)."""
+    params = {"p_api_key_id": api_key_id, "p_key": key}
     row = await conn.fetchrow(_EARLIER.sql, *_EARLIER.args(params))
     if row is not None and row["request_hash"] != fingerprint:
         raise IdempotencyKeyReused(key)
-    if row is None or row["status_code"] is None:  # none: its first use just rolled back
+    if row is None or row["status_code"] is None:
         raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
     return row["status_code"], row["response"]
+
+
+async def _replay(
+    conn: asyncpg.Connection, api_key_id: uuid.UUID, key: str, fingerprint: str
+) -> Filed:
+    status, response = await _first_use(
+        conn, api_key_id=api_key_id, key=key, fingerprint=fingerprint
+    )
+    return Filed(status, _json(response), replayed=True, location=_ticket_url(response["id"]))
 
 
 async def file_ticket(
@@ -312,27 +374,23 @@ async def file_ticket(
 ) -> Filed:
     """File a ticket (or replay the first filing with the same Idempotency-Key).
 
-    Runs on a driver connection inside the caller's transaction (see
-    `servicekit.sql`), with few round trips: the claim of the Idempotency-Key;
-    one SELECT for the product, its health and the ticket number; one
-    statement that inserts the ticket, its timeline entry and the outbox event
-    (whose trigger wakes the relay on commit) and records the response for
-    replays; attachments, if any.
+    Runs on a driver connection in autocommit mode (see `servicekit.sql`), in
+    two round trips: one SELECT for the product, its health and the ticket
+    number; one statement (`_FILE`) that claims the Idempotency-Key with the
+    response and inserts the ticket, its timeline entry and the outbox event
+    (whose trigger wakes the relay on commit). Attachments, if any, are
+    inserted in one transaction with it. A replay reads the first response once
+    the statement finds the key taken; the number it drew is left unused, as a
+    rolled-back filing leaves its number.
     """
     checked = _check_uploads(uploads, existing=0, settings=settings)
-    if idempotency is not None:
-        fingerprint = request_hash(data, uploads)
-        earlier = await _claim_idempotency_key(
-            conn, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
-        )
-        if earlier is not None:
-            status, response = earlier
-            return Filed(
-                status, _json(response), replayed=True, location=_ticket_url(response["id"])
-            )
-
+    fingerprint = request_hash(data, uploads) if idempotency is not None else ""
     found = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"p_slug": data.product}))
     if found is None:
+        if idempotency is not None and await conn.fetchrow(
+            _EARLIER.sql, *_EARLIER.args({"p_api_key_id": api_key_id, "p_key": idempotency})
+        ):  # filed before its product was withdrawn from the catalogue
+            return await _replay(conn, api_key_id, idempotency, fingerprint)
         raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
     product_name: str = found["name"]
     monitoring_state = HealthState(found["state"])
@@ -381,33 +439,33 @@ async def file_ticket(
     )
     content = read.model_dump_json()
 
-    await conn.execute(
-        _FILE.sql,
-        *_FILE.args(
-            {
-                "p_ticket_id": ticket_id,
-                "p_number": number,
-                "p_organization": data.organization,
-                "p_reporter_name": data.reporter.name,
-                "p_reporter_email": data.reporter.email,
-                "p_product_slug": data.product,
-                "p_severity": data.severity.value,
-                "p_subject": data.subject,
-                "p_description": data.description,
-                "p_urls": data.urls,
-                "p_error_text": data.error_text,
-                "p_monitoring_state": monitoring_state.value,
-                "p_api_key_id": api_key_id,
-                "p_filed_at": filed_at,
-                "p_detail": detail,
-                "p_idempotency_key": idempotency,
-                "p_response": content,
-                **outbox_params(envelope),
-            },
-        ),
-    )
-    if attachments:
-        await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
+    params = {
+        "p_ticket_id": ticket_id,
+        "p_number": number,
+        "p_organization": data.organization,
+        "p_reporter_name": data.reporter.name,
+        "p_reporter_email": data.reporter.email,
+        "p_product_slug": data.product,
+        "p_severity": data.severity.value,
+        "p_subject": data.subject,
+        "p_description": data.description,
+        "p_urls": data.urls,
+        "p_error_text": data.error_text,
+        "p_monitoring_state": monitoring_state.value,
+        "p_api_key_id": api_key_id,
+        "p_filed_at": filed_at,
+        "p_detail": detail,
+        "p_idempotency_key": idempotency,
+        "p_request_hash": fingerprint,
+        "p_response": content,
+        **outbox_params(envelope),
+    }
+    async with conn.transaction() if attachments else contextlib.nullcontext():
+        if await conn.fetchval(_FILE.sql, *_FILE.args(params)) is None:
+            assert idempotency is not None  # only a key, taken before, stops the statement
+            return await _replay(conn, api_key_id, idempotency, fingerprint)
+        if attachments:
+            await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
     return Filed(201, content.encode(), replayed=False, location=_ticket_url(ticket_id))
 
 
