@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import time
 
-from tests.intake.helpers import Intake, ticket_body
+from tests.harness import Throwaway
+from tests.intake.helpers import Intake, running_intake, ticket_body
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -134,3 +136,23 @@ async def test_a_retried_attachment_upload_adds_the_files_once(intake: Intake) -
     filing = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
     assert filing.status_code == 422, "a key used for an upload cannot file a ticket"
     assert await intake.count("attachment") == 1
+
+
+async def test_keys_are_forgotten_after_their_retention(env: Throwaway) -> None:
+    async with running_intake(
+        env, idempotency_retention_s=1.0, maintenance_interval_s=0.2
+    ) as intake:
+        headers = {**intake.auth(), "Idempotency-Key": "short-lived"}
+        first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+        again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        deadline = time.monotonic() + 15
+        while await intake.count("idempotency_key") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await intake.count("idempotency_key") == 0
+        later = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+        assert later.status_code == 201
+        assert "idempotent-replayed" not in later.headers
+        assert later.json()["id"] != first.json()["id"]
+        assert await intake.count("ticket") == 2

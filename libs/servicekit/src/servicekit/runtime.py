@@ -11,11 +11,12 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,10 @@ from servicekit.timers import TimerHandler, TimerWorker
 
 log = logging.getLogger(__name__)
 
+Prune = Callable[[AsyncSession], Awaitable[int]]
+"""Deletes what a service no longer needs (in the session's transaction); returns how many
+rows it deleted. The maintenance loop runs each every ``maintenance_interval_s``."""
+
 
 class Runtime:
     """Engine, sessions and background loops of one service process."""
@@ -41,8 +46,15 @@ class Runtime:
         *,
         handlers: Mapping[str, Handler] | None = None,
         timer_handlers: Mapping[str, TimerHandler] | None = None,
+        prunes: Mapping[str, Prune] | None = None,
     ) -> None:
         self.settings = settings
+        self.prunes: dict[str, Prune] = {
+            "inbox rows": lambda session: prune_inbox(
+                session, older_than_s=settings.inbox_retention_s
+            ),
+            **(prunes or {}),
+        }
         self.engine = create_engine(settings)
         self.sessions = session_factory(self.engine)
         self.started_at = time.time()
@@ -82,16 +94,16 @@ class Runtime:
             )
 
     async def _maintain(self) -> None:
-        """Prune the inbox now and then; survives database outages."""
+        """Run the prunes now and then, each in its own transaction; survives database
+        outages."""
 
         async def prune_forever() -> None:
             while True:
-                async with self.sessions() as session, session.begin():
-                    pruned = await prune_inbox(
-                        session, older_than_s=self.settings.inbox_retention_s
-                    )
-                if pruned:
-                    log.info("pruned %d inbox rows", pruned)
+                for what, prune in self.prunes.items():
+                    async with self.sessions() as session, session.begin():
+                        pruned = await prune(session)
+                    if pruned:
+                        log.info("pruned %d %s", pruned, what)
                 await asyncio.sleep(self.settings.maintenance_interval_s)
 
         await run_forever(prune_forever, "maintenance", self.settings)
@@ -141,13 +153,14 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     handlers: Mapping[str, Handler] | None = None,
     timer_handlers: Mapping[str, TimerHandler] | None = None,
+    prunes: Mapping[str, Prune] | None = None,
     description: str = "",
 ) -> FastAPI:
     """A FastAPI app with the runtime in its lifespan, health endpoints and problem+json."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings, handlers=handlers, timer_handlers=timer_handlers)
+        runtime = Runtime(settings, handlers=handlers, timer_handlers=timer_handlers, prunes=prunes)
         app.state.runtime = runtime
         await runtime.start()
         try:

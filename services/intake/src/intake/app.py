@@ -1,5 +1,6 @@
 """The intake service's FastAPI app."""
 
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,6 +10,7 @@ from intake.api import router
 from intake.handlers import HANDLERS
 from intake.schemas import ApiKeyCreate, ProductCreate, ProductUpdate, TicketCreate
 from intake.settings import Settings
+from intake.tickets import prune_idempotency_keys
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
 
@@ -16,7 +18,7 @@ DESCRIPTION = (
     "Ticket API for the support portal. A CRITICAL ticket pages the on-call engineer at "
     "once; every filed ticket is published as `ticket.filed`. Send `Authorization: Bearer "
     "<key>` on every /v1 call, and an `Idempotency-Key` on POST /v1/tickets so a retry "
-    "never files twice."
+    "never files twice (a key is remembered for 7 days by default)."
 )
 
 
@@ -24,11 +26,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app; its database and broker connections open in the lifespan."""
     if not isinstance(settings, Settings):
         settings = Settings.model_validate(settings.model_dump()) if settings else Settings()
+    retention_s = settings.idempotency_retention_s
     app = create_service_app(
         settings,
         title="Klaxon intake",
         routers=[router],
         handlers=HANDLERS,
+        prunes={"idempotency keys": partial(prune_idempotency_keys, older_than_s=retention_s)},
         description=DESCRIPTION,
     )
 

@@ -107,8 +107,10 @@ idempotency_key = Table(
     Column("response", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("api_key_id", "key"),
+    Index("ix_idempotency_key_created_at", "created_at"),
 )
-"""Idempotency-Key of a POST, per API key, with the response to replay."""
+"""Idempotency-Key of a POST, per API key, with the response to replay; forgotten after
+``idempotency_retention_s``."""
 
 product_signal = Table(
     "product_signal",

@@ -16,6 +16,9 @@ class Settings(ServiceSettings):
     """Cap of a JSON body, and of the non-file parts of a multipart body."""
     status_page_update_promise_min: int = 30
     """Minutes within which a CRITICAL reporter is promised a status-page update."""
+    idempotency_retention_s: float = 7 * 24 * 3600.0
+    """How long an Idempotency-Key is remembered (a retry within it replays the first
+    response); older keys are deleted by the maintenance loop."""
 
     @property
     def request_body_max_bytes(self) -> int:

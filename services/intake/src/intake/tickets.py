@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -467,6 +468,17 @@ async def file_ticket(
         if attachments:
             await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
     return Filed(201, content.encode(), replayed=False, location=_ticket_url(ticket_id))
+
+
+async def prune_idempotency_keys(session: AsyncSession, *, older_than_s: float) -> int:
+    """Forget Idempotency-Keys older than `older_than_s`: a request with one of them
+    again is a new request."""
+    result = await session.execute(
+        delete(idempotency_key).where(
+            idempotency_key.c.created_at < func.now() - timedelta(seconds=older_than_s)
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _ticket_url(ticket_id: uuid.UUID | str) -> str:
