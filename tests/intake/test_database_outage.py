@@ -1,10 +1,13 @@
 """A database outage refuses filings with 503; the portal's retry files the ticket once."""
 
 import asyncio
+import time
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from intake.settings import Settings
+from servicekit.db import asyncpg_dsn
 from tests.harness import Throwaway
 from tests.intake.helpers import listening, next_event, running_intake, ticket_body
 from tests.proxy import TcpProxy
@@ -52,3 +55,48 @@ async def test_a_filing_refused_during_an_outage_succeeds_once_on_retry(env: Thr
                 seen.add(str(envelope.payload["ticket_id"]))
     finally:
         await proxy.close()
+
+
+async def test_a_filing_cut_off_mid_statement_writes_nothing(env: Throwaway) -> None:
+    """The 503 says nothing was saved: a connection lost before COMMIT leaves no ticket."""
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    direct = env.settings(Settings, schema="intake")
+    locker = await asyncpg.connect(asyncpg_dsn(direct.database_url))
+    try:
+        url = make_url(direct.database_url).set(host="127.0.0.1", port=proxy.port)
+        async with running_intake(
+            env, database_url=url.render_as_string(hide_password=False), reconnect_max_s=0.5
+        ) as intake:
+            await intake.file(subject="warm")
+            # Another session holds the product row, so the filing's statement waits in its
+            # foreign-key check, sent but not finished, when the connection is lost.
+            await locker.execute("BEGIN")
+            await locker.execute("SELECT 1 FROM product WHERE slug = $1 FOR UPDATE", "atomic-apps")
+            body = ticket_body(product="atomic-apps", subject="cut off")
+            post = asyncio.create_task(
+                intake.client.post("/v1/tickets", json=body, headers=intake.auth())
+            )
+            deadline = time.monotonic() + 10
+            while not await _waiting_on_lock(locker) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await proxy.cut()
+            await locker.execute("COMMIT")
+            response = await post
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(0.5)  # the server notices the lost client and rolls back
+            assert (
+                await locker.fetchval("SELECT count(*) FROM ticket WHERE subject = 'cut off'") == 0
+            )
+            assert await locker.fetchval("SELECT count(*) FROM outbox_event") == 0
+    finally:
+        await locker.close()
+        await proxy.close()
+
+
+async def _waiting_on_lock(conn: asyncpg.Connection) -> bool:
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return waiting > 0

@@ -3,8 +3,16 @@
 import asyncio
 import json
 import time
+from typing import Any
 
-from tests.harness import Throwaway
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake import tickets
+from servicekit.db import asyncpg_dsn
+from servicekit.outbox import notify_channel
+from tests.harness import Throwaway, eventually
 from tests.intake.helpers import Intake, running_intake, ticket_body
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -156,3 +164,55 @@ async def test_keys_are_forgotten_after_their_retention(env: Throwaway) -> None:
         assert "idempotent-replayed" not in later.headers
         assert later.json()["id"] != first.json()["id"]
         assert await intake.count("ticket") == 2
+
+
+async def test_replays_and_refusals_do_not_wake_the_relay(env: Throwaway) -> None:
+    async with running_intake(env, relay_enabled=False) as intake:
+        headers = {**intake.auth(), "Idempotency-Key": "wakes-once"}
+        woken: list[str] = []
+        listener = await asyncpg.connect(asyncpg_dsn(intake.settings.database_url))
+        try:
+            await listener.add_listener(
+                notify_channel(intake.settings.db_schema), lambda *_: woken.append("woken")
+            )
+            first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+            assert first.status_code == 201
+            await eventually(lambda: woken)
+            for _ in range(3):
+                again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+                assert again.headers["idempotent-replayed"] == "true"
+            reused = ticket_body(subject="Another request")
+            refused = await intake.client.post("/v1/tickets", json=reused, headers=headers)
+            assert refused.status_code == 422
+            # The next filing into an empty outbox is heard; nothing was heard in between.
+            await listener.execute("DELETE FROM outbox_event")
+            await intake.file()
+            await eventually(lambda: len(woken) >= 2)
+            await asyncio.sleep(0.2)
+            assert woken == ["woken", "woken"]
+        finally:
+            await listener.close()
+
+
+async def test_a_retry_whose_key_was_forgotten_meanwhile_files_anew(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = {**intake.auth(), "Idempotency-Key": "expiring"}
+    first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert first.status_code == 201
+    look_up = tickets._first_use
+
+    async def forgotten_first(conn: asyncpg.Connection, **kwargs: Any) -> Any:
+        """The maintenance loop forgets the key between the claim and the look-up."""
+        await intake.runtime.prune("idempotency keys", _forget_all)
+        return await look_up(conn, **kwargs)
+
+    monkeypatch.setattr(tickets, "_first_use", forgotten_first)
+    again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+
+
+async def _forget_all(session: AsyncSession, limit: int) -> int:
+    return await tickets.prune_idempotency_keys(session, limit, older_than_s=-60)

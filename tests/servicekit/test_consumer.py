@@ -237,7 +237,7 @@ async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -
                 )
             )
         async with runtime.sessions() as session, session.begin():
-            assert await prune_inbox(session, older_than_s=7 * 24 * 3600) == 1
+            assert await prune_inbox(session, 10, older_than_s=7 * 24 * 3600) == 1
             left = (await session.scalars(text("SELECT event_type FROM inbox_event"))).all()
         assert left == ["new"]
     finally:

@@ -31,7 +31,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload
@@ -330,11 +330,13 @@ class Consumer:
         delivery.unsettled.discard(delivery.tag)
 
 
-async def prune_inbox(session: AsyncSession, *, older_than_s: float) -> int:
-    """Forget handled event ids older than `older_than_s` (far past any redelivery)."""
-    result = await session.execute(
-        delete(inbox_event)
-        .where(inbox_event.c.received_at < func.now() - timedelta(seconds=older_than_s))
-        .returning(inbox_event.c.event_id)
+async def prune_inbox(session: AsyncSession, limit: int, *, older_than_s: float) -> int:
+    """Forget up to `limit` handled event ids older than `older_than_s` (far past any
+    redelivery); returns how many."""
+    old = select(inbox_event.c.event_id).where(
+        inbox_event.c.received_at < func.now() - timedelta(seconds=older_than_s)
     )
-    return len(result.all())
+    result = await session.execute(
+        delete(inbox_event).where(inbox_event.c.event_id.in_(old.limit(limit)))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

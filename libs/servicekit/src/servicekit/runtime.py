@@ -7,6 +7,7 @@ the health endpoints, problem+json errors and correlation ids.
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -32,9 +33,12 @@ from servicekit.timers import TimerHandler, TimerWorker
 
 log = logging.getLogger(__name__)
 
-Prune = Callable[[AsyncSession], Awaitable[int]]
-"""Deletes what a service no longer needs (in the session's transaction); returns how many
-rows it deleted. The maintenance loop runs each every ``maintenance_interval_s``."""
+Prune = Callable[[AsyncSession, int], Awaitable[int]]
+"""Deletes up to so many rows a service no longer needs, in the session's transaction;
+returns how many it deleted. The maintenance loop runs each every
+``maintenance_interval_s``, a batch per transaction until a batch comes back short."""
+
+PRUNE_BATCH = 5000
 
 
 class Runtime:
@@ -50,9 +54,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.prunes: dict[str, Prune] = {
-            "inbox rows": lambda session: prune_inbox(
-                session, older_than_s=settings.inbox_retention_s
-            ),
+            "inbox rows": functools.partial(prune_inbox, older_than_s=settings.inbox_retention_s),
             **(prunes or {}),
         }
         self.engine = create_engine(settings)
@@ -94,19 +96,35 @@ class Runtime:
             )
 
     async def _maintain(self) -> None:
-        """Run the prunes now and then, each in its own transaction; survives database
-        outages."""
+        """Run every prune now and then; one that fails waits for the next round and
+        holds up no other."""
 
         async def prune_forever() -> None:
             while True:
                 for what, prune in self.prunes.items():
-                    async with self.sessions() as session, session.begin():
-                        pruned = await prune(session)
-                    if pruned:
-                        log.info("pruned %d %s", pruned, what)
+                    try:
+                        await self.prune(what, prune)
+                    except Exception:
+                        log.warning(
+                            "pruning %s failed; next try in the next round", what, exc_info=True
+                        )
                 await asyncio.sleep(self.settings.maintenance_interval_s)
 
         await run_forever(prune_forever, "maintenance", self.settings)
+
+    async def prune(self, what: str, prune: Prune) -> int:
+        """Run `prune` a batch per transaction, until a batch comes back short; returns how
+        many rows it deleted."""
+        total = 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                pruned = await prune(session, PRUNE_BATCH)
+            total += pruned
+            if pruned < PRUNE_BATCH:
+                break
+        if total:
+            log.info("pruned %d %s", total, what)
+        return total
 
     async def stop(self) -> None:
         """Stop the loops and close the database pool."""

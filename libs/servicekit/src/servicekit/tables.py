@@ -57,17 +57,21 @@ outbox_event = Table(
 # batch it looks again within milliseconds (`servicekit.outbox.Relay`), so it finds this
 # row without being told. Skipping matters under load: Postgres serializes the commits
 # of all notifying transactions on one lock, held through the WAL flush.
+# An INSERT that adds no row (one whose SELECT found nothing to add) wakes nobody.
+NOTIFY_OUTBOX_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql"
+    " SET search_path FROM CURRENT AS $$ BEGIN"
+    " IF EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM outbox_event"
+    " WHERE seq < (SELECT min(seq) FROM inserted)) THEN"
+    " PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); END IF;"
+    " RETURN NULL; END $$"
+)
+"""The outbox trigger's function; a migration runs it again to replace an older one."""
+
 event.listen(
     outbox_event,
     "after_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql"
-        " SET search_path FROM CURRENT AS $$ BEGIN"
-        " IF NOT EXISTS (SELECT 1 FROM outbox_event"
-        " WHERE seq < (SELECT min(seq) FROM inserted)) THEN"
-        " PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); END IF;"
-        " RETURN NULL; END $$"
-    ),
+    DDL(NOTIFY_OUTBOX_FUNCTION),  # type: ignore[no-untyped-call]
 )
 event.listen(
     outbox_event,

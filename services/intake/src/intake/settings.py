@@ -1,5 +1,7 @@
 """Settings of the intake service (``KLAXON_*`` environment variables)."""
 
+from pydantic import Field
+
 from servicekit.settings import ServiceSettings
 
 
@@ -16,7 +18,7 @@ class Settings(ServiceSettings):
     """Cap of a JSON body, and of the non-file parts of a multipart body."""
     status_page_update_promise_min: int = 30
     """Minutes within which a CRITICAL reporter is promised a status-page update."""
-    idempotency_retention_s: float = 7 * 24 * 3600.0
+    idempotency_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     """How long an Idempotency-Key is remembered (a retry within it replays the first
     response); older keys are deleted by the maintenance loop."""
 

@@ -1,16 +1,15 @@
 """Ticket use cases. Each takes a session and never commits: the caller owns the
 transaction. Filing, the hot path, is the exception: it runs on a driver connection
-in autocommit mode (see `servicekit.sql`) and is atomic on its own.
+(see `servicekit.sql`) and owns its transaction.
 
 Filing a ticket inserts it, its first timeline entry, its idempotency record and
-the ``ticket.filed`` outbox row in one statement (with its attachments, in one
-transaction), so a committed ticket always has its event delivered and a refused
+the ``ticket.filed`` outbox row in one statement, and its attachments in the same
+transaction, so a committed ticket always has its event delivered and a refused
 one leaves nothing behind.
 """
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import uuid
@@ -32,6 +31,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     type_coerce,
     update,
 )
@@ -298,9 +298,8 @@ _FILE = Query.of(
 """A filing in one statement: it claims the Idempotency-Key with the response to replay
 and, only if it got the key (or none was sent), inserts the ticket, its first timeline
 entry and the outbox event. It returns the event's id, or no row when an earlier request
-holds the key. On its own it is atomic, so a filing without attachments needs no
-BEGIN/COMMIT; a concurrent request with the same key waits on the key's primary key until
-this statement commits, then finds the key taken."""
+holds the key. A concurrent request with the same key waits on the key's primary key
+until this one's transaction ends, then finds the key taken (or free, if it rolled back)."""
 
 
 _ATTACH = Query.of(
@@ -338,29 +337,35 @@ async def _claim_idempotency_key(
     params = {"p_api_key_id": api_key_id, "p_key": key, "p_request_hash": fingerprint}
     if await conn.fetchrow(_CLAIM.sql, *_CLAIM.args(params)) is not None:
         return None
-    return await _first_use(conn, api_key_id=api_key_id, key=key, fingerprint=fingerprint)
+    earlier = await _first_use(conn, api_key_id=api_key_id, key=key, fingerprint=fingerprint)
+    if earlier is None:
+        raise _in_flight(key)
+    return earlier
 
 
 async def _first_use(
     conn: asyncpg.Connection, *, api_key_id: uuid.UUID, key: str, fingerprint: str
-) -> tuple[int, Any]:
-    """The status and response of the committed request that took `key`; 422 if that was
-    another request, 409 if it is still in progress (or just rolled back)."""
+) -> tuple[int, Any] | None:
+    """The status and response of the committed request that took `key`, or None if no
+    request holds it (its first use just rolled back, or the key was forgotten); 422 if it
+    was another request."""
     params = {"p_api_key_id": api_key_id, "p_key": key}
     row = await conn.fetchrow(_EARLIER.sql, *_EARLIER.args(params))
-    if row is not None and row["request_hash"] != fingerprint:
+    if row is None:
+        return None
+    if row["request_hash"] != fingerprint:
         raise IdempotencyKeyReused(key)
-    if row is None or row["status_code"] is None:
-        raise IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
+    if row["status_code"] is None:  # a claim commits with its response; never seen so far
+        raise _in_flight(key)
     return row["status_code"], row["response"]
 
 
-async def _replay(
-    conn: asyncpg.Connection, api_key_id: uuid.UUID, key: str, fingerprint: str
-) -> Filed:
-    status, response = await _first_use(
-        conn, api_key_id=api_key_id, key=key, fingerprint=fingerprint
-    )
+def _in_flight(key: str) -> IdempotencyKeyInFlight:
+    return IdempotencyKeyInFlight(f"the request with Idempotency-Key {key!r} is in progress")
+
+
+def _replayed(earlier: tuple[int, Any]) -> Filed:
+    status, response = earlier
     return Filed(status, _json(response), replayed=True, location=_ticket_url(response["id"]))
 
 
@@ -375,23 +380,27 @@ async def file_ticket(
 ) -> Filed:
     """File a ticket (or replay the first filing with the same Idempotency-Key).
 
-    Runs on a driver connection in autocommit mode (see `servicekit.sql`), in
-    two round trips: one SELECT for the product, its health and the ticket
-    number; one statement (`_FILE`) that claims the Idempotency-Key with the
-    response and inserts the ticket, its timeline entry and the outbox event
-    (whose trigger wakes the relay on commit). Attachments, if any, are
-    inserted in one transaction with it. A replay reads the first response once
-    the statement finds the key taken; the number it drew is left unused, as a
-    rolled-back filing leaves its number.
+    Runs on a driver connection (see `servicekit.sql`): one SELECT for the
+    product, its health and the ticket number; then, in a transaction, one
+    statement (`_FILE`) that claims the Idempotency-Key with the response and
+    inserts the ticket, its timeline entry and the outbox event (whose trigger
+    wakes the relay on commit), and the attachments, if any. The transaction is
+    explicit, though `_FILE` alone would be atomic: a connection lost before
+    COMMIT then leaves nothing written, so the 503 that follows is true, while
+    a lost autocommit statement may have committed. A replay reads the first
+    response once `_FILE` finds the key taken; the number it drew is left
+    unused, as a rolled-back filing leaves its number.
     """
     checked = _check_uploads(uploads, existing=0, settings=settings)
     fingerprint = request_hash(data, uploads) if idempotency is not None else ""
     found = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"p_slug": data.product}))
     if found is None:
-        if idempotency is not None and await conn.fetchrow(
-            _EARLIER.sql, *_EARLIER.args({"p_api_key_id": api_key_id, "p_key": idempotency})
-        ):  # filed before its product was withdrawn from the catalogue
-            return await _replay(conn, api_key_id, idempotency, fingerprint)
+        if idempotency is not None:
+            earlier = await _first_use(
+                conn, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
+            )
+            if earlier is not None:  # filed before its product was withdrawn
+                return _replayed(earlier)
         raise Unprocessable("product", f"unknown product {data.product!r}; see GET /v1/products")
     product_name: str = found["name"]
     monitoring_state = HealthState(found["state"])
@@ -461,23 +470,32 @@ async def file_ticket(
         "p_response": content,
         **outbox_params(envelope),
     }
-    async with conn.transaction() if attachments else contextlib.nullcontext():
-        if await conn.fetchval(_FILE.sql, *_FILE.args(params)) is None:
+    async with conn.transaction():
+        # A second try only if the key was taken and then gone (forgotten in between).
+        for attempt in (1, 2):
+            if await conn.fetchval(_FILE.sql, *_FILE.args(params)) is not None:
+                break
             assert idempotency is not None  # only a key, taken before, stops the statement
-            return await _replay(conn, api_key_id, idempotency, fingerprint)
+            earlier = await _first_use(
+                conn, api_key_id=api_key_id, key=idempotency, fingerprint=fingerprint
+            )
+            if earlier is not None:
+                return _replayed(earlier)
+            if attempt == 2:
+                raise _in_flight(idempotency)
         if attachments:
             await conn.executemany(_ATTACH.sql, [_ATTACH.args(row) for row in attachments])
     return Filed(201, content.encode(), replayed=False, location=_ticket_url(ticket_id))
 
 
-async def prune_idempotency_keys(session: AsyncSession, *, older_than_s: float) -> int:
-    """Forget Idempotency-Keys older than `older_than_s`: a request with one of them
-    again is a new request."""
-    result = await session.execute(
-        delete(idempotency_key).where(
-            idempotency_key.c.created_at < func.now() - timedelta(seconds=older_than_s)
-        )
+async def prune_idempotency_keys(session: AsyncSession, limit: int, *, older_than_s: float) -> int:
+    """Forget up to `limit` Idempotency-Keys older than `older_than_s`; returns how many.
+    A request with a forgotten key again is a new request."""
+    key = tuple_(idempotency_key.c.api_key_id, idempotency_key.c.key)
+    old = select(*key.clauses).where(
+        idempotency_key.c.created_at < func.now() - timedelta(seconds=older_than_s)
     )
+    result = await session.execute(delete(idempotency_key).where(key.in_(old.limit(limit))))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
