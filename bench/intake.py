@@ -9,9 +9,9 @@ throwaway database (created and dropped here) and a unique exchange:
   in one transaction (the relay then publishes to RabbitMQ);
 - baseline: a FastAPI endpoint (defined here) that inserts one row with asyncpg;
 - floor: an endpoint beside it that runs the statements of a filing bare (key
-  lookup; product and number lookup; one statement that claims the
-  Idempotency-Key and inserts the ticket, its timeline entry and the outbox
-  row), to show what the round trips alone cost.
+  lookup; product and number lookup; in a transaction, one statement that
+  claims the Idempotency-Key and inserts the ticket, its timeline entry and the
+  outbox row), to show what the round trips alone cost.
 
 Reported, each the median over several rounds:
 
@@ -126,9 +126,10 @@ def serve_baseline(port: int, dsn: str) -> None:
             ticket_id = uuid.uuid4()
             answer = json.dumps({"id": str(ticket_id), "number": f"KLX-{found['seq']}"})
             fingerprint = hashlib.sha256(body.encode()).hexdigest()
-            await conn.execute(
-                FLOOR_FILE, ticket_id, body, answer, key, fingerprint, answer.encode()
-            )
+            async with conn.transaction():
+                await conn.execute(
+                    FLOOR_FILE, ticket_id, body, answer, key, fingerprint, answer.encode()
+                )
         return JSONResponse(json.loads(answer), status_code=201)
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -157,9 +158,9 @@ FLOOR_FILE = (
     " entry AS (INSERT INTO floor_event (ticket_id, kind) SELECT $1, 'filed' FROM claim)"
     " INSERT INTO floor_outbox (id, body) SELECT $1, $6 FROM claim"
 )
-"""The floor: the statements of a filing (key lookup; product lookup; one statement that
-claims the Idempotency-Key and inserts) written bare, to show what the round trips alone
-cost beside the baseline."""
+"""The floor: the statements of a filing (key lookup; product lookup; in a transaction, one
+statement that claims the Idempotency-Key and inserts) written bare, to show what the round
+trips alone cost beside the baseline."""
 
 
 # --- a minimal keep-alive HTTP/1.1 client ----------------------------------------------
