@@ -9,12 +9,10 @@ import aio_pika
 import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, parse_payload, topology
 from contracts.intake import TicketFiled
-from servicekit.consumer import prune_inbox
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
@@ -222,26 +220,6 @@ async def test_a_delivery_still_being_handled_is_never_acked_with_a_batch(
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
-
-
-async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -> None:
-    settings = await prepared(env)
-    runtime = Runtime(settings)  # not started: its own maintenance loop would prune first
-    try:
-        async with runtime.sessions() as session, session.begin():
-            await session.execute(
-                text(
-                    "INSERT INTO inbox_event (event_id, event_type, received_at) VALUES"
-                    " (gen_random_uuid(), 'old', now() - interval '8 days'),"
-                    " (gen_random_uuid(), 'new', now() - interval '1 day')"
-                )
-            )
-        async with runtime.sessions() as session, session.begin():
-            assert await prune_inbox(session, 10, older_than_s=7 * 24 * 3600) == 1
-            left = (await session.scalars(text("SELECT event_type FROM inbox_event"))).all()
-        assert left == ["new"]
-    finally:
-        await runtime.stop()
 
 
 async def test_consumer_comes_back_when_the_broker_closes_its_channel(

@@ -1,9 +1,10 @@
 """The maintenance loop: every prune runs each round, in batches; one failing holds up no
-other."""
+other. The inbox forgets ids past their retention."""
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.consumer import prune_inbox
 from servicekit.runtime import PRUNE_BATCH, Prune, Runtime
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import prepared
@@ -31,23 +32,44 @@ async def test_a_failing_prune_holds_up_no_other(env: Throwaway) -> None:
         await runtime.stop()
 
 
+async def _received(runtime: Runtime, rows: int, age: str) -> None:
+    """Add `rows` handled event ids to the inbox, received `age` ago."""
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO inbox_event (event_id, event_type, received_at)"
+                " SELECT gen_random_uuid(), CAST(:age AS text), now() - CAST(:age AS text)::interval"
+                " FROM generate_series(1, :n)"
+            ),
+            {"n": rows, "age": age},
+        )
+
+
+async def _left(runtime: Runtime) -> list[str]:
+    async with runtime.sessions() as session:
+        return list((await session.scalars(text("SELECT event_type FROM inbox_event"))).all())
+
+
+async def test_inbox_forgets_only_ids_older_than_the_retention(env: Throwaway) -> None:
+    settings = await prepared(env)
+    runtime = Runtime(settings)  # not started: its own maintenance loop would prune first
+    try:
+        await _received(runtime, 1, "8 days")
+        await _received(runtime, 1, "1 day")
+        async with runtime.sessions() as session, session.begin():
+            assert await prune_inbox(session, 10, older_than_s=7 * 24 * 3600) == 1
+        assert await _left(runtime) == ["1 day"]
+    finally:
+        await runtime.stop()
+
+
 async def test_a_prune_runs_in_batches_until_one_comes_back_short(env: Throwaway) -> None:
     settings = await prepared(env, relay_enabled=False)
-    runtime = Runtime(settings)  # not started: its own maintenance loop would prune first
+    runtime = Runtime(settings)
     old = 2 * PRUNE_BATCH + 7
     try:
-        async with runtime.sessions() as session, session.begin():
-            await session.execute(
-                text(
-                    "INSERT INTO inbox_event (event_id, event_type, received_at)"
-                    " SELECT gen_random_uuid(), 'old', now() - interval '30 days'"
-                    " FROM generate_series(1, :n)"
-                ),
-                {"n": old},
-            )
-            await session.execute(
-                text("INSERT INTO inbox_event VALUES (gen_random_uuid(), 'new', now())")
-            )
+        await _received(runtime, old, "30 days")
+        await _received(runtime, 1, "1 second")
         batches: list[int] = []
         inbox = runtime.prunes["inbox rows"]
 
@@ -58,8 +80,6 @@ async def test_a_prune_runs_in_batches_until_one_comes_back_short(env: Throwaway
         prune: Prune = counted
         assert await runtime.prune("inbox rows", prune) == old
         assert batches == [PRUNE_BATCH, PRUNE_BATCH, 7]
-        async with runtime.sessions() as session:
-            left = (await session.scalars(text("SELECT event_type FROM inbox_event"))).all()
-        assert left == ["new"]
+        assert await _left(runtime) == ["1 second"]
     finally:
         await runtime.stop()

@@ -355,7 +355,7 @@ async def _first_use(
         return None
     if row["request_hash"] != fingerprint:
         raise IdempotencyKeyReused(key)
-    if row["status_code"] is None:  # a claim commits with its response; never seen so far
+    if row["status_code"] is None:  # defensive: a claim commits together with its response
         raise _in_flight(key)
     return row["status_code"], row["response"]
 
