@@ -108,7 +108,9 @@ async def test_malformed_messages_are_dead_lettered_and_consumer_keeps_going(
 async def test_failing_handler_is_retried_then_dead_lettered(
     env: Throwaway, channel: AbstractChannel
 ) -> None:
-    settings = await prepared(env, consumer_delivery_limit=2)
+    # One delivery per batch, so every handler call is a delivery: a failed batch is handled
+    # again one by one, and that second call would count as an attempt.
+    settings = await prepared(env, consumer_delivery_limit=2, consumer_batch_size=1)
     attempts: list[uuid.UUID] = []
 
     async def flaky(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
