@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from servicekit import bus
 from servicekit.db import asyncpg_dsn
+from servicekit.migrations import upgrade
 from servicekit.outbox import backlog, notify_channel, publish
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
@@ -17,6 +18,7 @@ from servicekit.sql import connection
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
+    MIGRATIONS,
     PRODUCER,
     effects,
     handled_count,
@@ -165,6 +167,38 @@ async def test_writers_notify_the_relay_only_while_no_older_event_waits(env: Thr
         async with connection(r.engine) as conn, conn.transaction():
             await publish(conn, ticket_filed("after"), producer=PRODUCER)
         await eventually(lambda: handled_notes(r, {"after"}))
+
+
+async def test_an_insert_that_adds_no_row_wakes_nobody(env: Throwaway) -> None:
+    settings = await prepared(env)
+    listener = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    heard: list[str] = []
+    await listener.add_listener(notify_channel(settings.db_schema), lambda *a: heard.append(a[2]))
+    try:
+        await listener.execute(
+            "INSERT INTO outbox_event (event_id, routing_key, body, correlation_id)"
+            " SELECT gen_random_uuid(), 'nothing', '', gen_random_uuid() WHERE false"
+        )
+        await asyncio.sleep(0.2)
+        assert heard == []
+    finally:
+        await listener.close()
+
+
+async def test_an_upgrade_brings_the_outbox_trigger_function_up_to_date(env: Throwaway) -> None:
+    settings = await prepared(env)
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    current = "SELECT prosrc FROM pg_proc WHERE proname = 'notify_outbox'"
+    try:
+        up_to_date = await conn.fetchval(current)
+        await conn.execute(  # as a schema migrated with an older servicekit has it
+            "CREATE OR REPLACE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN PERFORM pg_notify('older', ''); RETURN NULL; END $$"
+        )
+        await upgrade(settings, MIGRATIONS)  # no revision to run
+        assert await conn.fetchval(current) == up_to_date
+    finally:
+        await conn.close()
 
 
 async def test_a_burst_of_writers_is_published_without_waiting_for_the_poll(

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, MetaData, text
 
 from servicekit.db import create_engine
 from servicekit.settings import ServiceSettings
-from servicekit.tables import plumbing
+from servicekit.tables import NOTIFY_OUTBOX_FUNCTION, plumbing
 
 
 def _alembic_config(script_location: Path, schema: str) -> Config:
@@ -40,6 +40,10 @@ def _run_upgrade(connection: Connection, config: Config, revision: str) -> None:
     )
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+    # The plumbing's trigger function is code, not schema: every upgrade brings it up to date
+    # (a schema migrated before a change to it gets the change without a revision of its own).
+    if connection.scalar(text("SELECT to_regclass('outbox_event')")) is not None:
+        connection.execute(text(NOTIFY_OUTBOX_FUNCTION))
 
 
 async def upgrade(settings: ServiceSettings, script_location: Path, revision: str = "head") -> None:

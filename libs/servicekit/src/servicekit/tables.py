@@ -66,7 +66,8 @@ NOTIFY_OUTBOX_FUNCTION = (
     " PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); END IF;"
     " RETURN NULL; END $$"
 )
-"""The outbox trigger's function; a migration runs it again to replace an older one."""
+"""The outbox trigger's function; `servicekit.migrations.upgrade` runs it again after every
+upgrade, so a schema made with an older version of it gets this one."""
 
 event.listen(
     outbox_event,

@@ -1,14 +1,10 @@
-"""Index idempotency keys by age, for the maintenance loop that forgets old ones; the
-outbox trigger no longer wakes the relay for an INSERT that added no row (a filing that
-found its Idempotency-Key taken).
+"""Index idempotency keys by age, for the maintenance loop that forgets old ones.
 
 Revision ID: 0003
 Revises: 0002
 """
 
 from alembic import op
-
-from servicekit.tables import NOTIFY_OUTBOX_FUNCTION
 
 revision = "0003"
 down_revision = "0002"
@@ -18,7 +14,6 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_idempotency_key_created_at", "idempotency_key", ["created_at"])
-    op.execute(NOTIFY_OUTBOX_FUNCTION)
 
 
 def downgrade() -> None:
