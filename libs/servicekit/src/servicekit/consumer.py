@@ -326,7 +326,10 @@ class Consumer:
     async def _return_later(self, delivery: Delivery) -> None:
         await asyncio.sleep(self.settings.consumer_retry_delay_s)
         with contextlib.suppress(Exception):
-            await delivery.message.nack(requeue=True)
+            # basic.reject, not basic.nack: from RabbitMQ 4.3 only a reject counts as a
+            # failed delivery against the queue's x-delivery-limit (before, any return did),
+            # so a nacked poison event would be redelivered forever.
+            await delivery.message.reject(requeue=True)
         delivery.unsettled.discard(delivery.tag)
 
 
