@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, parse_payload, topology
 from contracts.intake import TicketFiled
+from servicekit.bus import replay_dead_letters
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
@@ -138,6 +139,36 @@ async def test_failing_handler_is_retried_then_dead_lettered(
         assert attempts.count(transient.id) == 2
         assert attempts.count(poison.id) == 3  # first delivery + delivery_limit redeliveries
         assert [note for _, note in await effects(runtime)] == ["transient"]
+
+
+async def test_dead_letters_are_replayed_once_the_handler_is_fixed(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = await prepared(env, consumer_delivery_limit=1, consumer_batch_size=1)
+    fixed = asyncio.Event()
+
+    async def until_fixed(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
+        if not fixed.is_set():
+            raise RuntimeError("handler failed")
+        await record_effect(session, payload, envelope)
+
+    async with running(settings, handlers={TicketFiled.event_type: until_fixed}) as runtime:
+        await wait_connected(runtime)
+        envelope = Envelope.wrap(ticket_filed("replayed"), producer=PRODUCER)
+        await _send(channel, settings, envelope.to_json(), envelope.type)
+        await eventually(lambda: _equals(_dead_count(channel, settings), 1))
+
+        fixed.set()
+        replayed = await replay_dead_letters(AMQP_URL, service="test", prefix=settings.queue_prefix)
+        assert replayed == 1
+        await eventually(lambda: handled_notes(runtime, {"replayed"}))
+        assert await _dead_count(channel, settings) == 0
+
+
+async def _dead_count(channel: AbstractChannel, settings: ServiceSettings) -> int:
+    name = topology.dead_letter_name("test", prefix=settings.queue_prefix)
+    queue = await channel.declare_queue(name, passive=True)
+    return queue.declaration_result.message_count or 0
 
 
 async def test_poison_event_in_a_busy_queue_spoils_only_itself(

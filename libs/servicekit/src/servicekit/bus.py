@@ -111,3 +111,45 @@ async def watch_channel(
     channel.close_callbacks.add(on_close)
     underlay = await channel.get_underlay_channel()
     underlay.on_consumer_cancel_callbacks.add(on_cancel)
+
+
+async def replay_dead_letters(url: str, *, service: str, prefix: str) -> int:
+    """Move the messages in the service's dead-letter queue back to its queue; returns how many.
+
+    Run it once what made them fail is fixed. It moves as many as the queue held when it
+    started, so an event that fails again is not replayed in a loop. Each goes to the
+    service's own queue through the default exchange (other services handled it already),
+    persistent, with a fresh delivery count, and leaves the dead-letter queue only once
+    the broker confirmed the copy: a crash in between leaves it in both, and the service's
+    inbox makes the second delivery harmless.
+    """
+    connection = await aio_pika.connect(url, timeout=10)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        dead = await channel.declare_queue(
+            topology.dead_letter_name(service, prefix=prefix), passive=True
+        )
+        target = topology.service_queue(service, prefix=prefix)
+        await channel.declare_queue(target, passive=True)
+        held = dead.declaration_result.message_count or 0
+        moved = 0
+        while moved < held:
+            message = await dead.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    type=message.type,
+                    content_type=message.content_type,
+                    app_id=message.app_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=target,
+                mandatory=True,
+            )
+            await message.ack()
+            moved += 1
+        return moved

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from aio_pika.exceptions import ChannelNotFoundEntity
 from fastapi import FastAPI
 
 from servicekit.auth import ADMIN, create_api_key
+from servicekit.bus import replay_dead_letters
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
@@ -62,6 +64,10 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
     key.add_argument(
         "--scope", action="append", dest="scopes", default=None, choices=sorted(service.scopes)
     )
+    commands.add_parser(
+        "replay-dead-letters",
+        help="move the events in the service's dead-letter queue back to its queue",
+    )
     args = parser.parse_args(argv)
 
     settings = service.load_settings()
@@ -84,5 +90,15 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
                 args.admin_url, schema=settings.db_schema, role=args.role, password=args.password
             )
         )
+    elif args.command == "replay-dead-letters":
+        try:
+            moved = asyncio.run(
+                replay_dead_letters(
+                    settings.amqp_url, service=settings.service_name, prefix=settings.queue_prefix
+                )
+            )
+        except ChannelNotFoundEntity as exc:
+            parser.exit(2, f"{service.name}: no such queue ({exc}); has the service run?\n")
+        print(json.dumps({"replayed": moved}))
     elif args.command == "create-api-key":
         asyncio.run(_create_key(settings, args.name, args.scopes or [ADMIN]))
