@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, parse_payload, topology
 from contracts.intake import TicketFiled
-from servicekit.bus import replay_dead_letters
+from servicekit.bus import ReplayStopped, replay_dead_letters
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
@@ -163,6 +163,44 @@ async def test_dead_letters_are_replayed_once_the_handler_is_fixed(
         assert replayed == 1
         await eventually(lambda: handled_notes(runtime, {"replayed"}))
         assert await _dead_count(channel, settings) == 0
+
+
+async def test_a_replay_into_a_full_queue_stops_and_keeps_the_event(
+    channel: AbstractChannel,
+) -> None:
+    prefix = f"replay{uuid.uuid4().hex[:8]}"
+    target, dead = f"{prefix}.test", f"{prefix}.test.dead"
+    await channel.declare_queue(
+        target,
+        durable=True,
+        arguments={"x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    await channel.declare_queue(dead, durable=True, arguments={"x-queue-type": "quorum"})
+    try:
+        dead_letters = [f"dead {i}".encode() for i in range(4)]
+        for name, body in ((target, b"waiting"), *((dead, body) for body in dead_letters)):
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=name)
+        with pytest.raises(ReplayStopped) as stopped:
+            await replay_dead_letters(AMQP_URL, service="test", prefix=prefix)
+        assert f"into {target}" in str(stopped.value)
+        # The queue refuses a publish once it is over its length (a quorum queue may take
+        # one more first): every event is in exactly one of the two queues, none lost.
+        moved = stopped.value.moved
+        assert moved < len(dead_letters)
+        taken = await _drain(channel, target)
+        assert taken == [b"waiting", *dead_letters[:moved]]
+        assert sorted(await _drain(channel, dead)) == dead_letters[moved:]  # returned: last
+    finally:
+        for name in (target, dead):
+            await channel.queue_delete(name)
+
+
+async def _drain(channel: AbstractChannel, name: str) -> list[bytes]:
+    queue = await channel.declare_queue(name, passive=True)
+    bodies = []
+    while (message := await queue.get(fail=False, no_ack=True)) is not None:
+        bodies.append(message.body)
+    return bodies
 
 
 async def _dead_count(channel: AbstractChannel, settings: ServiceSettings) -> int:

@@ -113,6 +113,17 @@ async def watch_channel(
     underlay.on_consumer_cancel_callbacks.add(on_cancel)
 
 
+class ReplayStopped(Exception):
+    """`replay_dead_letters` stopped early; `moved` events had gone back by then."""
+
+    def __init__(self, moved: int, reason: str) -> None:
+        super().__init__(reason)
+        self.moved = moved
+
+
+REPLAY_CONFIRM_TIMEOUT_S = 30.0
+
+
 async def replay_dead_letters(url: str, *, service: str, prefix: str) -> int:
     """Move the messages in the service's dead-letter queue back to its queue; returns how many.
 
@@ -121,7 +132,10 @@ async def replay_dead_letters(url: str, *, service: str, prefix: str) -> int:
     service's own queue through the default exchange (other services handled it already),
     persistent, with a fresh delivery count, and leaves the dead-letter queue only once
     the broker confirmed the copy: a crash in between leaves it in both, and the service's
-    inbox makes the second delivery harmless.
+    inbox makes the second delivery harmless. If the broker refuses a copy (the queue is
+    full) or does not confirm it in time, the event is returned to the dead-letter queue
+    with basic.nack, which RabbitMQ 4.3 does not count as a failed delivery, and
+    `ReplayStopped` says how many went back before.
     """
     connection = await aio_pika.connect(url, timeout=10)
     async with connection:
@@ -137,19 +151,30 @@ async def replay_dead_letters(url: str, *, service: str, prefix: str) -> int:
             message = await dead.get(no_ack=False, fail=False)
             if message is None:
                 break
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    message.body,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    type=message.type,
-                    content_type=message.content_type,
-                    app_id=message.app_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=target,
-                mandatory=True,
-            )
+            try:
+                async with asyncio.timeout(REPLAY_CONFIRM_TIMEOUT_S):
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(
+                            message.body,
+                            message_id=message.message_id,
+                            correlation_id=message.correlation_id,
+                            type=message.type,
+                            content_type=message.content_type,
+                            app_id=message.app_id,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=target,
+                        mandatory=True,
+                    )
+            except (
+                aio_pika.exceptions.DeliveryError,
+                aio_pika.exceptions.PublishError,
+                TimeoutError,
+            ) as exc:
+                await message.nack(requeue=True)
+                raise ReplayStopped(
+                    moved, f"the broker did not take an event into {target} ({exc!r})"
+                ) from exc
             await message.ack()
             moved += 1
         return moved

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
-from aio_pika.exceptions import ChannelNotFoundEntity
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from fastapi import FastAPI
 
 from servicekit.auth import ADMIN, create_api_key
-from servicekit.bus import replay_dead_letters
+from servicekit.bus import ReplayStopped, replay_dead_letters
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
@@ -99,6 +99,11 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
             )
         except ChannelNotFoundEntity as exc:
             parser.exit(2, f"{service.name}: no such queue ({exc}); has the service run?\n")
+        except ReplayStopped as exc:
+            print(json.dumps({"replayed": exc.moved, "stopped": str(exc)}))
+            parser.exit(1, f"{service.name}: stopped after {exc.moved}: {exc}\n")
+        except (AMQPError, OSError) as exc:
+            parser.exit(2, f"{service.name}: cannot reach the broker ({exc!r})\n")
         print(json.dumps({"replayed": moved}))
     elif args.command == "create-api-key":
         asyncio.run(_create_key(settings, args.name, args.scopes or [ADMIN]))
