@@ -47,13 +47,16 @@ async def _send(
     )
 
 
-async def _dead_letters(channel: AbstractChannel, settings: ServiceSettings) -> list[bytes]:
-    name = topology.dead_letter_name("test", prefix=settings.queue_prefix)
+async def _drain(channel: AbstractChannel, name: str) -> list[bytes]:
     queue = await channel.declare_queue(name, passive=True)
     bodies = []
     while (message := await queue.get(fail=False, no_ack=True)) is not None:
         bodies.append(message.body)
     return bodies
+
+
+async def _dead_letters(channel: AbstractChannel, settings: ServiceSettings) -> list[bytes]:
+    return await _drain(channel, topology.dead_letter_name("test", prefix=settings.queue_prefix))
 
 
 async def test_redelivered_event_is_handled_once(env: Throwaway, channel: AbstractChannel) -> None:
@@ -193,14 +196,6 @@ async def test_a_replay_into_a_full_queue_stops_and_keeps_the_event(
     finally:
         for name in (target, dead):
             await channel.queue_delete(name)
-
-
-async def _drain(channel: AbstractChannel, name: str) -> list[bytes]:
-    queue = await channel.declare_queue(name, passive=True)
-    bodies = []
-    while (message := await queue.get(fail=False, no_ack=True)) is not None:
-        bodies.append(message.body)
-    return bodies
 
 
 async def _dead_count(channel: AbstractChannel, settings: ServiceSettings) -> int:

@@ -221,20 +221,6 @@ _LOOKUP = Query.of(
 """Product, its health, and the next ticket number."""
 
 
-def _remembered() -> Any:
-    """The CTE that records a 201's response under the request's Idempotency-Key (when
-    none was sent, it matches no row)."""
-    return (
-        update(idempotency_key)
-        .where(
-            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
-            idempotency_key.c.key == bindparam("p_idempotency_key"),
-        )
-        .values(status_code=201, response=bindparam("p_response"))
-        .cte("remembered")
-    )
-
-
 def _if_claimed(table: Table, **values: Any) -> Insert:
     """INSERT INTO `table` one row of `values` (bind parameters and constants), provided
     the filing's Idempotency-Key was claimed by the `claim` CTE below, or none was sent."""
@@ -763,10 +749,17 @@ _ATTACHED = Query.of(
             detail=bindparam("p_detail"),
         )
         .cte("entry"),
-        _remembered(),
+        update(idempotency_key)
+        .where(
+            idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+            idempotency_key.c.key == bindparam("p_idempotency_key"),
+        )
+        .values(status_code=201, response=bindparam("p_response"))
+        .cte("remembered"),
     )
 )
-"""The timeline entry, the ticket's updated_at and the recorded response, in one statement."""
+"""The timeline entry, the ticket's updated_at and the response recorded under the upload's
+Idempotency-Key (when none was sent, the UPDATE matches no row), in one statement."""
 
 
 @dataclass(frozen=True)
