@@ -18,7 +18,10 @@ Reported, each the median over several rounds:
 - throughput: closed loop, `--clients` concurrent keep-alive connections
   posting as fast as they can;
 - latency: open loop at a fixed offered rate (default 200 tickets/s), measured
-  from each request's scheduled send time, so a stall is not hidden.
+  from each request's scheduled send time, so a stall is not hidden;
+- CPU per request over the throughput rounds, read from ``/proc``: in the
+  server's process, and on the whole machine (both servers' neighbours,
+  Postgres, RabbitMQ, the kernel and this client, included).
 
 The load generator is a minimal HTTP/1.1 client on raw asyncio streams, so it
 takes little of the CPU the servers need. The last line printed is one JSON
@@ -230,8 +233,17 @@ def _extra(target: Target) -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex} if target.idempotency else {}
 
 
-async def closed_loop(target: Target, clients: int, duration_s: float) -> tuple[float, int]:
-    """Requests per second with `clients` connections posting back to back; and errors."""
+@dataclass(frozen=True)
+class Throughput:
+    """A closed loop's outcome."""
+
+    per_s: float
+    errors: int
+    done: int
+
+
+async def closed_loop(target: Target, clients: int, duration_s: float) -> Throughput:
+    """Requests per second with `clients` connections posting back to back, and errors."""
     body = json.dumps(TICKET).encode()
     conns = await _connections(target, clients)
     done = 0
@@ -251,7 +263,7 @@ async def closed_loop(target: Target, clients: int, duration_s: float) -> tuple[
     await asyncio.gather(*(client(c) for c in conns))
     elapsed = time.perf_counter() - started
     await asyncio.gather(*(c.close() for c in conns))
-    return done / elapsed, errors
+    return Throughput(done / elapsed, errors, done)
 
 
 async def open_loop(target: Target, rate: float, duration_s: float) -> tuple[list[float], int]:
@@ -287,6 +299,23 @@ async def open_loop(target: Target, rate: float, duration_s: float) -> tuple[lis
     await asyncio.gather(*tasks)
     await asyncio.gather(*(c.close() for c in pool))
     return latencies, errors
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle or waiting on I/O)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) * _TICK_S
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -352,8 +381,8 @@ async def prepare_intake(db_url: str, prefix: str) -> tuple[dict[str, str], str]
 
 
 @contextlib.asynccontextmanager
-async def server(args: list[str], env: dict[str, str], port: int) -> AsyncIterator[None]:
-    """Run a server subprocess until it answers on `port`."""
+async def server(args: list[str], env: dict[str, str], port: int) -> AsyncIterator[int]:
+    """Run a server subprocess until it answers on `port`; yields its pid."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, *args, env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL
     )
@@ -370,7 +399,7 @@ async def server(args: list[str], env: dict[str, str], port: int) -> AsyncIterat
                 if time.perf_counter() > deadline:
                     raise RuntimeError(f"server {args} did not start") from None
                 await asyncio.sleep(0.1)
-        yield
+        yield process.pid
     finally:
         if process.returncode is None:
             process.terminate()
@@ -408,9 +437,10 @@ async def outbox_backlog(environment: dict[str, str]) -> int:
 
 
 async def measure(
-    target: Target, *, rounds: int, clients: int, duration_s: float, rate: float
+    target: Target, *, pid: int, rounds: int, clients: int, duration_s: float, rate: float
 ) -> dict[str, Any]:
-    """Median throughput and latency of `target` over `rounds`."""
+    """Median throughput and latency of `target` over `rounds`; and, from the closed loops,
+    the CPU a request costs its server process `pid` and the whole machine."""
     await closed_loop(target, clients, min(duration_s, 2.0))  # warm up
     # Keep the load generator itself from stalling: a full collection of its heap (it
     # imported the service to set up) paused it for ~190 ms, so the requests due in that
@@ -418,19 +448,27 @@ async def measure(
     gc.collect()
     gc.freeze()
     throughputs, p50s, p99s, errors = [], [], [], 0
+    server_cpu_s = machine_cpu_s = 0.0
+    done = 0
     for _ in range(rounds):
-        per_s, failed = await closed_loop(target, clients, duration_s)
-        throughputs.append(per_s)
+        server_before, machine_before = process_cpu_s(pid), machine_busy_s()
+        closed = await closed_loop(target, clients, duration_s)
+        server_cpu_s += process_cpu_s(pid) - server_before
+        machine_cpu_s += machine_busy_s() - machine_before
+        done += closed.done
+        throughputs.append(closed.per_s)
         latencies, failed_open = await open_loop(target, rate, duration_s)
         p50s.append(_pct(latencies, 0.50))
         p99s.append(_pct(latencies, 0.99))
-        errors += failed + failed_open
+        errors += closed.errors + failed_open
     return {
         "per_s": statistics.median(throughputs),
         "p50_ms": statistics.median(p50s),
         "p99_ms": statistics.median(p99s),
         "errors": errors,
         "rounds": [round(t) for t in throughputs],
+        "server_cpu_ms": 1000 * server_cpu_s / max(done, 1),
+        "machine_cpu_ms": 1000 * machine_cpu_s / max(done, 1),
     }
 
 
@@ -464,16 +502,21 @@ async def run(args: argparse.Namespace) -> None:
         baseline = Target("baseline", baseline_port, "/baseline", {}, False)
         floor = Target("floor", baseline_port, "/floor", {"Authorization": f"Bearer {key}"}, True)
 
-        async def measured(target: Target) -> dict[str, Any]:
+        async def measured(target: Target, pid: int) -> dict[str, Any]:
             return await measure(
-                target, rounds=rounds, clients=args.clients, duration_s=duration_s, rate=args.rate
+                target,
+                pid=pid,
+                rounds=rounds,
+                clients=args.clients,
+                duration_s=duration_s,
+                rate=args.rate,
             )
 
         try:
             async with server(
                 ["-m", "intake", "serve", "--port", str(intake_port)], environment, intake_port
-            ):
-                intake_result = await measured(intake)
+            ) as pid:
+                intake_result = await measured(intake, pid)
                 deadline = time.perf_counter() + 30
                 backlog = await outbox_backlog(environment)
                 while backlog and time.perf_counter() < deadline:
@@ -483,9 +526,9 @@ async def run(args: argparse.Namespace) -> None:
                 [str(Path(__file__)), "--serve-baseline", str(baseline_port), _dsn(db_url)],
                 {},
                 baseline_port,
-            ):
-                baseline_result = await measured(baseline)
-                floor_result = await measured(floor)
+            ) as pid:
+                baseline_result = await measured(baseline, pid)
+                floor_result = await measured(floor, pid)
         finally:
             await delete_broker_objects(prefix)
 
@@ -493,12 +536,16 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"POST /v1/tickets vs bare FastAPI+asyncpg insert ({rounds} round(s) of {duration_s:.0f} s)"
     )
-    print(f"{'':10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  rounds (per s)")
+    print(
+        f"{'':10} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f" {'cpu ms/req':>11} {'machine':>8}  rounds (per s)"
+    )
     results = (("intake", intake_result), ("baseline", baseline_result), ("floor", floor_result))
     for name, result in results:
         print(
             f"{name:10} {result['per_s']:8.0f} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f}"
-            f" {result['errors']:7d}  {result['rounds']}"
+            f" {result['errors']:7d} {result['server_cpu_ms']:11.3f}"
+            f" {result['machine_cpu_ms']:8.3f}  {result['rounds']}"
         )
     print(
         f"throughput {args.clients} clients closed loop; latency open loop at {args.rate:.0f}/s."
@@ -506,6 +553,10 @@ async def run(args: argparse.Namespace) -> None:
         f" (target < 50); outbox backlog after run: {backlog}"
     )
     print("floor: the filing's statements bare on asyncpg (no validation, relay or framework)")
+    print(
+        "cpu ms/req: CPU the server process spent per request in the closed loops;"
+        " machine: the same for all cores (servers, Postgres, RabbitMQ, this client)"
+    )
     print(
         json.dumps(
             {
@@ -522,6 +573,11 @@ async def run(args: argparse.Namespace) -> None:
                 "floor_per_s": round(floor_result["per_s"], 1),
                 "floor_ratio": round(floor_result["per_s"] / baseline_result["per_s"], 3),
                 "floor_p99_ms": round(floor_result["p99_ms"], 2),
+                "cpu_ms_per_ticket": round(intake_result["server_cpu_ms"], 3),
+                "baseline_cpu_ms": round(baseline_result["server_cpu_ms"], 3),
+                "floor_cpu_ms": round(floor_result["server_cpu_ms"], 3),
+                "machine_cpu_ms_per_ticket": round(intake_result["machine_cpu_ms"], 3),
+                "baseline_machine_cpu_ms": round(baseline_result["machine_cpu_ms"], 3),
                 "errors": sum(result["errors"] for _, result in results),
                 "outbox_backlog_after": backlog,
             }
