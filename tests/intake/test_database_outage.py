@@ -2,8 +2,11 @@
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
+import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
 from intake.settings import Settings
@@ -89,6 +92,85 @@ async def test_a_filing_cut_off_mid_statement_writes_nothing(env: Throwaway) -> 
                 await locker.fetchval("SELECT count(*) FROM ticket WHERE subject = 'cut off'") == 0
             )
             assert await locker.fetchval("SELECT count(*) FROM outbox_event") == 0
+    finally:
+        await locker.close()
+        await proxy.close()
+
+
+HOLD = 4242
+"""The advisory lock a deferred trigger waits for, to hold a COMMIT open."""
+
+COUNT = {
+    "ticket": "SELECT count(*) FROM ticket",
+    "attachment": "SELECT count(*) FROM attachment",
+}
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def _file(client: httpx.AsyncClient, headers: dict[str, str], _: Any) -> httpx.Response:
+    body = ticket_body(subject="cut off at commit")
+    return await client.post("/v1/tickets", json=body, headers=headers)
+
+
+async def _upload(
+    client: httpx.AsyncClient, headers: dict[str, str], warm: dict[str, Any]
+) -> httpx.Response:
+    path = f"/v1/tickets/{warm['id']}/attachments"
+    return await client.post(path, headers=headers, files=[("file", ("cut.png", PNG))])
+
+
+@pytest.mark.parametrize(
+    ("send", "table"), [(_file, "ticket"), (_upload, "attachment")], ids=["filing", "upload"]
+)
+async def test_a_request_cut_off_during_commit_may_be_saved_and_a_retry_finds_out(
+    env: Throwaway, send: Any, table: str
+) -> None:
+    """A connection lost while COMMIT waits: the server commits, and the 503 must not say
+    that nothing was saved; the retry with the same Idempotency-Key replays what was."""
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    direct = env.settings(Settings, schema="intake")
+    locker = await asyncpg.connect(asyncpg_dsn(direct.database_url))
+    try:
+        url = make_url(direct.database_url).set(host="127.0.0.1", port=proxy.port)
+        async with running_intake(
+            env, database_url=url.render_as_string(hide_password=False), reconnect_max_s=0.5
+        ) as intake:
+            warm = await intake.file(subject="warm")
+            count = COUNT[table]
+            before = await locker.fetchval(count)
+            # A deferred trigger makes the COMMIT wait for a lock this session holds.
+            await locker.execute(
+                "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS"
+                f" $$ BEGIN PERFORM pg_advisory_xact_lock({HOLD}); RETURN NULL; END $$;"
+                f" CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON {table}"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()"
+            )
+            await locker.execute(f"SELECT pg_advisory_lock({HOLD})")
+            headers = {**intake.auth(), "Idempotency-Key": f"commit-cut-{table}"}
+            post = asyncio.create_task(send(intake.client, headers, warm))
+            deadline = time.monotonic() + 10
+            while not await _waiting_on_lock(locker) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await proxy.cut()
+            await locker.execute(f"SELECT pg_advisory_unlock({HOLD})")
+
+            response = await post
+            assert response.status_code == 503, response.text
+            assert response.json()["saved"] == "unknown", response.text
+            assert int(response.headers["retry-after"]) > 0
+            deadline = time.monotonic() + 10
+            while await locker.fetchval(count) == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert await locker.fetchval(count) == before + 1, "the cut-off COMMIT went through"
+
+            await locker.execute(f"DROP TRIGGER hold_commit ON {table}")
+            await proxy.start()
+            retried = await send(intake.client, headers, warm)
+            assert retried.status_code == 201, retried.text
+            assert retried.headers["idempotent-replayed"] == "true"
+            assert await locker.fetchval(count) == before + 1
     finally:
         await locker.close()
         await proxy.close()

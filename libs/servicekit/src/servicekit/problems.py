@@ -17,6 +17,8 @@ from servicekit.db import TRANSIENT_CANDIDATES, is_database_outage
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = "2"
+"""What a 503 asks a client to wait before retrying, in seconds."""
 
 
 class Problem(Exception):
@@ -84,6 +86,21 @@ class Forbidden(Problem):
     title = "Forbidden"
 
 
+class SaveUncertain(Problem):
+    """The database connection was lost during COMMIT: the work may or may not be saved."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The connection to the database was lost while this request was being saved, so"
+            " it may have been saved. Retry with the same Idempotency-Key: that returns the"
+            " saved result, or saves it now. A retry without one may save it twice.",
+            saved="unknown",
+        )
+
+
 def problem_response(
     status: int, title: str, detail: str, *, instance: str | None = None, **extensions: Any
 ) -> JSONResponse:
@@ -126,9 +143,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
+        response = problem_response(
             exc.status, exc.title, exc.detail, instance=request.url.path, **exc.extensions
         )
+        if exc.status == 503:
+            response.headers["Retry-After"] = RETRY_AFTER_S
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,7 +176,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             " (with the same Idempotency-Key, if any).",
             instance=request.url.path,
         )
-        response.headers["Retry-After"] = "2"
+        response.headers["Retry-After"] = RETRY_AFTER_S
         return response
 
     # Handled here, not by the catch-all: an outage is expected, not a crash to trace.

@@ -10,7 +10,7 @@ pool with `connection`:
 
     _CLAIM = Query.of(insert(idempotency_key).values(...).returning(...))
 
-    async with connection(runtime.engine) as conn, conn.transaction():
+    async with connection(runtime.engine) as conn, transaction(conn):
         row = await conn.fetchrow(_CLAIM.sql, *_CLAIM.args({"p_key": key, ...}))
 
 Values go to asyncpg as they are: the engine's connections take JSON and
@@ -28,6 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
+
+from servicekit.db import is_transient
+from servicekit.problems import SaveUncertain
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
@@ -73,3 +76,24 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         elif conn.is_in_transaction():
             await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
+
+
+@contextlib.asynccontextmanager
+async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """``conn.transaction()``, for a request: a COMMIT cut off raises `SaveUncertain`.
+
+    A connection lost before COMMIT leaves nothing written (the server rolls back),
+    and the API's 503 says so. One lost during COMMIT leaves the outcome unknown: the
+    server may have committed and failed only to answer, as it does when the commit
+    waited (on a lock, a deferred constraint, a synchronous standby) while the
+    connection went. The 503 then says the work may have been saved.
+    """
+    committing = False
+    try:
+        async with conn.transaction():
+            yield
+            committing = True
+    except Exception as exc:
+        if committing and is_transient(exc):
+            raise SaveUncertain() from exc
+        raise

@@ -34,7 +34,7 @@ from intake.uploads import read_capped, read_multipart
 from servicekit.auth import Principal, require_scope
 from servicekit.deps import RuntimeDep, SessionDep
 from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
-from servicekit.sql import connection
+from servicekit.sql import connection, transaction
 
 
 async def get_settings(request: Request) -> Settings:
@@ -72,6 +72,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     413: {"description": "Attachment or body over the limit", **_PROBLEM},
+    503: {
+        "description": "The database is unreachable and nothing was saved; or, with"
+        ' `"saved": "unknown"`, the connection was lost while saving. Retry after'
+        " Retry-After with the same Idempotency-Key, which replays a saved request.",
+        **_PROBLEM,
+    },
     415: {
         "description": "Not JSON/multipart, or an attachment that is not an image, PDF or text",
         **_PROBLEM,
@@ -285,7 +291,7 @@ async def add_attachments(
     if _media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send the files as multipart/form-data")
     body = await read_multipart(request, settings)
-    async with connection(runtime.engine) as conn, conn.transaction():
+    async with connection(runtime.engine) as conn, transaction(conn):
         added = await tickets.add_attachments(
             conn=conn,
             ref=ref,

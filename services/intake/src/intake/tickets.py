@@ -72,7 +72,7 @@ from intake.schemas import (
 )
 from intake.settings import Settings
 from servicekit.outbox import OUTBOX_VALUES, outbox_params, publish
-from servicekit.sql import Query
+from servicekit.sql import Query, transaction
 from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
@@ -373,9 +373,11 @@ async def file_ticket(
     wakes the relay on commit), and the attachments, if any. The transaction is
     explicit, though `_FILE` alone would be atomic: a connection lost before
     COMMIT then leaves nothing written, so the 503 that follows is true, while
-    a lost autocommit statement may have committed. A replay reads the first
-    response once `_FILE` finds the key taken; the number it drew is left
-    unused, as a rolled-back filing leaves its number.
+    a lost autocommit statement may have committed. One lost during COMMIT
+    answers that the ticket may have been saved (`SaveUncertain`): a retry with
+    the same key finds out. A replay reads the first response once `_FILE` finds
+    the key taken; the number it drew is left unused, as a rolled-back filing
+    leaves its number.
     """
     checked = _check_uploads(uploads, existing=0, settings=settings)
     fingerprint = request_hash(data, uploads) if idempotency is not None else ""
@@ -456,7 +458,7 @@ async def file_ticket(
         "p_response": content,
         **outbox_params(envelope),
     }
-    async with conn.transaction():
+    async with transaction(conn):
         # A second try only if the key was taken and then gone (forgotten in between).
         for attempt in (1, 2):
             if await conn.fetchval(_FILE.sql, *_FILE.args(params)) is not None:
