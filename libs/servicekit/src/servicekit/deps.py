@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import is_transient
+from servicekit.problems import SaveUncertain
+
 if TYPE_CHECKING:
     from servicekit.runtime import Runtime
 
@@ -20,6 +23,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; the route commits, anything else rolls back."""
     async with request.app.state.runtime.sessions() as session:
         yield session
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit a route's session; a COMMIT cut off raises `SaveUncertain`.
+
+    Pending ORM changes are flushed first, so a connection lost before COMMIT is
+    answered as usual (503, nothing saved); one lost during COMMIT leaves the outcome
+    unknown, and the 503 says the change may have been saved (see `servicekit.sql`).
+    """
+    await session.flush()
+    try:
+        await session.commit()
+    except Exception as exc:
+        if is_transient(exc):
+            raise SaveUncertain() from exc
+        raise
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -95,8 +95,8 @@ class SaveUncertain(Problem):
     def __init__(self) -> None:
         super().__init__(
             "The connection to the database was lost while this request was being saved, so"
-            " it may have been saved. Retry with the same Idempotency-Key: that returns the"
-            " saved result, or saves it now. A retry without one may save it twice.",
+            " it may have been saved. Retry with the same Idempotency-Key, which returns the"
+            " saved result or saves it now; without one, check before retrying.",
             saved="unknown",
         )
 

@@ -32,7 +32,7 @@ from intake.schemas import (
 from intake.settings import Settings
 from intake.uploads import read_capped, read_multipart
 from servicekit.auth import Principal, require_scope
-from servicekit.deps import RuntimeDep, SessionDep
+from servicekit.deps import RuntimeDep, SessionDep, commit
 from servicekit.problems import PROBLEM_JSON, UnsupportedMediaType
 from servicekit.sql import connection, transaction
 
@@ -267,7 +267,7 @@ async def close_ticket(
 ) -> TicketRead:
     """Close a ticket (its last status)."""
     closed = await tickets.close_ticket(session=session, ref=ref, settings=settings)
-    await session.commit()
+    await commit(session)
     return closed
 
 
@@ -354,7 +354,7 @@ async def create_product(
 ) -> ProductRead:
     """Add a product (admin)."""
     created = await products.create_product(session=session, data=data)
-    await session.commit()
+    await commit(session)
     return created
 
 
@@ -373,7 +373,7 @@ async def update_product(
 ) -> ProductRead:
     """Rename, retire or restore a product (admin)."""
     updated = await products.update_product(session=session, slug=slug, data=data)
-    await session.commit()
+    await commit(session)
     return updated
 
 
@@ -381,7 +381,7 @@ async def update_product(
 async def retire_product(slug: SlugPath, session: SessionDep, _: Admin) -> Response:
     """Retire a product: new tickets can no longer name it (admin)."""
     await products.retire_product(session=session, slug=slug)
-    await session.commit()
+    await commit(session)
     return Response(status_code=204)
 
 
@@ -400,7 +400,7 @@ async def create_api_key(
 ) -> ApiKeyCreated:
     """Create an API key (admin); the secret is shown once."""
     created = await keys.create_key(session=session, data=data)
-    await session.commit()
+    await commit(session)
     return created
 
 
@@ -414,7 +414,7 @@ async def list_api_keys(session: SessionDep, _: Admin) -> list[ApiKeyRead]:
 async def revoke_api_key(key_id: uuid.UUID, session: SessionDep, _: Admin) -> Response:
     """Revoke an API key (admin)."""
     await keys.revoke_key(session=session, key_id=key_id)
-    await session.commit()
+    await commit(session)
     return Response(status_code=204)
 
 
