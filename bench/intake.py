@@ -20,8 +20,8 @@ Reported, each the median over several rounds:
 - latency: open loop at a fixed offered rate (default 200 tickets/s), measured
   from each request's scheduled send time, so a stall is not hidden;
 - CPU per request over the throughput rounds, read from ``/proc``: in the
-  server's process, and on the whole machine (both servers' neighbours,
-  Postgres, RabbitMQ, the kernel and this client, included).
+  server's process, and on the whole machine (Postgres, RabbitMQ, the kernel
+  and this client included).
 
 The load generator is a minimal HTTP/1.1 client on raw asyncio streams, so it
 takes little of the CPU the servers need. The last line printed is one JSON
