@@ -82,13 +82,12 @@ async def test_a_filing_cut_off_mid_statement_writes_nothing(env: Throwaway) -> 
             post = asyncio.create_task(
                 intake.client.post("/v1/tickets", json=body, headers=intake.auth())
             )
-            deadline = time.monotonic() + 10
-            while not await _waiting_on_lock(locker) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _until_waiting_on_lock(locker)
             await proxy.cut()
             await locker.execute("COMMIT")
             response = await post
             assert response.status_code == 503, response.text
+            assert "saved" not in response.json(), "lost before COMMIT: nothing was saved"
             await asyncio.sleep(0.5)  # the server notices the lost client and rolls back
             assert (
                 await locker.fetchval("SELECT count(*) FROM ticket WHERE subject = 'cut off'") == 0
@@ -147,7 +146,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
 async def test_a_request_cut_off_during_commit_may_be_saved_and_a_retry_finds_out(
-    env: Throwaway, case: CutAtCommit
+    env: Throwaway, case: CutAtCommit, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A connection lost while COMMIT waits: the server commits, and the 503 must not say
     that nothing was saved. The retry (with the same Idempotency-Key, where the route takes
@@ -173,9 +172,7 @@ async def test_a_request_cut_off_during_commit_may_be_saved_and_a_retry_finds_ou
             await locker.execute(f"SELECT pg_advisory_lock({HOLD})")
             headers = {**intake.auth(), "Idempotency-Key": "cut-at-commit"}
             post = asyncio.create_task(case.send(intake.client, headers, warm))
-            deadline = time.monotonic() + 10
-            while not await _waiting_on_lock(locker) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await _until_waiting_on_lock(locker)
             await proxy.cut()
             await locker.execute(f"SELECT pg_advisory_unlock({HOLD})")
 
@@ -183,6 +180,7 @@ async def test_a_request_cut_off_during_commit_may_be_saved_and_a_retry_finds_ou
             assert response.status_code == 503, response.text
             assert response.json()["saved"] == "unknown", response.text
             assert int(response.headers["retry-after"]) > 0
+            assert any("may have been saved" in r.getMessage() for r in caplog.records)
             deadline = time.monotonic() + 10
             while await locker.fetchval(case.count) == before and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -200,9 +198,15 @@ async def test_a_request_cut_off_during_commit_may_be_saved_and_a_retry_finds_ou
         await proxy.close()
 
 
-async def _waiting_on_lock(conn: asyncpg.Connection) -> bool:
-    waiting: int = await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    return waiting > 0
+async def _until_waiting_on_lock(conn: asyncpg.Connection) -> None:
+    """Wait until a session of this database waits on a lock (the request, held)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        waiting: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the request never waited on the lock")

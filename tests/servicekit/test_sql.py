@@ -1,15 +1,18 @@
 """Statements compiled once and run on the driver, against the real Postgres."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servicekit.db import create_engine
-from servicekit.sql import Query, connection
+from servicekit.db import asyncpg_dsn, create_engine, is_transient, session_factory
+from servicekit.deps import commit
+from servicekit.sql import Query, connection, transaction
 from servicekit.tables import api_key
 from tests.harness import Throwaway
 from tests.servicekit.helpers import prepared
@@ -97,3 +100,51 @@ async def test_a_broken_connection_is_replaced(engine: AsyncEngine) -> None:
         assert conn is not broken[0]
         await conn.execute(_ADD_KEY.sql, *_ADD_KEY.args(_key("after")))
     assert await _names(engine) == ["after"]
+
+
+async def _terminate_and_wait(engine: AsyncEngine, conn: asyncpg.Connection) -> None:
+    """End `conn`'s backend from another session, as an admin or a restart would, and wait
+    until the driver has seen its connection close."""
+    other = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    try:
+        await other.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+    finally:
+        await other.close()
+    for _ in range(100):
+        if conn.is_closed():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the driver never saw its connection close")
+
+
+async def test_a_connection_lost_before_commit_is_not_an_uncertain_save(
+    engine: AsyncEngine,
+) -> None:
+    """No COMMIT goes out on a closed connection: the server rolled back, and the error is
+    the outage it is (503, nothing saved), not `SaveUncertain`."""
+
+    async def add_then_lose_the_connection() -> None:
+        async with connection(engine) as conn, transaction(conn):
+            await conn.execute(_ADD_KEY.sql, *_ADD_KEY.args(_key("lost")))
+            await _terminate_and_wait(engine, conn)
+
+    with pytest.raises(asyncpg.InterfaceError) as raised:  # not SaveUncertain
+        await add_then_lose_the_connection()
+    assert is_transient(raised.value)
+    assert await _names(engine) == []
+
+
+async def test_a_session_lost_before_commit_is_not_an_uncertain_save(engine: AsyncEngine) -> None:
+    """The same for a route's session, committed with `servicekit.deps.commit`."""
+
+    async def add_then_lose_the_connection() -> None:
+        async with session_factory(engine)() as session:
+            await session.execute(insert(api_key).values(**_key("lost"), prefix="klx_test"))
+            raw = await (await session.connection()).get_raw_connection()
+            await _terminate_and_wait(engine, raw.driver_connection)
+            await commit(session)
+
+    with pytest.raises(DBAPIError) as raised:  # not SaveUncertain
+        await add_then_lose_the_connection()
+    assert is_transient(raised.value)
+    assert await _names(engine) == []

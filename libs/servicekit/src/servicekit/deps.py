@@ -33,10 +33,14 @@ async def commit(session: AsyncSession) -> None:
     unknown, and the 503 says the change may have been saved (see `servicekit.sql`).
     """
     await session.flush()
+    raw = await (await session.connection()).get_raw_connection()
+    # A connection already closed sends no COMMIT: the server rolled back.
+    driver = raw.driver_connection
+    sent = driver is not None and not driver.is_closed()
     try:
         await session.commit()
     except Exception as exc:
-        if is_transient(exc):
+        if sent and is_transient(exc):
             raise SaveUncertain() from exc
         raise
 

@@ -148,6 +148,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         if exc.status == 503:
             response.headers["Retry-After"] = RETRY_AFTER_S
+        if isinstance(exc, SaveUncertain):
+            log.warning(
+                "database connection lost during COMMIT on %s %s; the request may have been saved",
+                request.method,
+                request.url.path,
+                exc_info=exc.__cause__,
+            )
         return response
 
     @app.exception_handler(RequestValidationError)

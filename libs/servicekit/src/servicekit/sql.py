@@ -92,7 +92,8 @@ async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
     try:
         async with conn.transaction():
             yield
-            committing = True
+            # A connection already closed sends no COMMIT: the server rolled back.
+            committing = not conn.is_closed()
     except Exception as exc:
         if committing and is_transient(exc):
             raise SaveUncertain() from exc

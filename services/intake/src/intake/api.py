@@ -67,17 +67,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "The API key lacks the scope"),
         (404, "Not found"),
         (422, "Invalid field (errors name each field and reason)"),
+        (
+            503,
+            "The database is unreachable and nothing was saved; or, with"
+            ' `"saved": "unknown"`, the connection was lost while saving. Retry after'
+            " Retry-After, with the same Idempotency-Key where the route takes one: it"
+            " replays a saved request.",
+        ),
     )
 }
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     413: {"description": "Attachment or body over the limit", **_PROBLEM},
-    503: {
-        "description": "The database is unreachable and nothing was saved; or, with"
-        ' `"saved": "unknown"`, the connection was lost while saving. Retry after'
-        " Retry-After with the same Idempotency-Key, which replays a saved request.",
-        **_PROBLEM,
-    },
     415: {
         "description": "Not JSON/multipart, or an attachment that is not an image, PDF or text",
         **_PROBLEM,
