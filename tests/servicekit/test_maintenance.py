@@ -1,11 +1,17 @@
 """The maintenance loop: every prune runs each round, in batches; one failing holds up no
-other. The inbox forgets ids past their retention."""
+other. The inbox forgets ids past their retention. A loop that will not stop does not hold
+up shutdown."""
 
+import asyncio
+import contextlib
+import time
+
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.consumer import prune_inbox
-from servicekit.runtime import PRUNE_BATCH, Prune, Runtime
+from servicekit.runtime import PRUNE_BATCH, STOP_TIMEOUT_S, Prune, Runtime
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import prepared
 
@@ -83,3 +89,32 @@ async def test_a_prune_runs_in_batches_until_one_comes_back_short(env: Throwaway
         assert await _left(runtime) == ["1 second"]
     finally:
         await runtime.stop()
+
+
+async def test_stop_leaves_a_loop_that_will_not_stop_behind_and_says_where(
+    env: Throwaway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A prune that ignores cancellation holds up shutdown only `STOP_TIMEOUT_S`."""
+    settings = await prepared(env)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(session: AsyncSession, limit: int) -> int:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+        return 0
+
+    runtime = Runtime(settings, prunes={"stubborn things": stubborn})
+    await runtime.start()
+    try:
+        await asyncio.wait_for(started.wait(), timeout=10)
+        began = time.monotonic()
+        await asyncio.wait_for(runtime.stop(), timeout=STOP_TIMEOUT_S + 5)
+        took = time.monotonic() - began
+        assert STOP_TIMEOUT_S <= took < STOP_TIMEOUT_S + 2
+        [record] = [r for r in caplog.records if "did not stop" in r.getMessage()]
+        assert "maintenance" in record.getMessage()
+        assert "in stubborn" in record.getMessage()
+    finally:
+        release.set()

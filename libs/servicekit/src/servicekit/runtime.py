@@ -6,7 +6,6 @@ the health endpoints, problem+json errors and correlation ids.
 """
 
 import asyncio
-import contextlib
 import functools
 import gc
 import logging
@@ -39,6 +38,9 @@ returns how many it deleted. The maintenance loop runs each every
 ``maintenance_interval_s``, a batch per transaction until a batch comes back short."""
 
 PRUNE_BATCH = 5000
+
+STOP_TIMEOUT_S = 3.0
+"""How long `Runtime.stop` waits for its loops to end after cancelling them."""
 
 
 class Runtime:
@@ -127,14 +129,41 @@ class Runtime:
         return total
 
     async def stop(self) -> None:
-        """Stop the loops and close the database pool."""
+        """Stop the loops and close the database pool, within `STOP_TIMEOUT_S`.
+
+        A loop that has not stopped by then (stuck in a handler or a prune that
+        ignores cancellation) is logged with where it is, and left behind: the
+        process is shutting down, and an orchestrator's kill must not be what ends it.
+        """
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a loop's last failure was logged by it
+            for task in pending:
+                log.warning(
+                    "%s did not stop within %.0f s; left behind at:\n%s",
+                    task.get_name(),
+                    STOP_TIMEOUT_S,
+                    _awaiting(task),
+                )
         self._tasks.clear()
         await self.engine.dispose()
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where `task` waits: its chain of awaits, outermost first, a line each."""
+    lines = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        awaited = getattr(awaited, "cr_await", None)
+    return "\n".join(lines)
 
 
 class CorrelationMiddleware:
