@@ -19,6 +19,7 @@ from contracts.notifier import (
     PageResolved,
     ReporterAcknowledged,
 )
+from contracts.products import CatalogueRequested, ProductChanged
 from contracts.statuspage import (
     ComponentStatusChanged,
     IncidentNoticePosted,
@@ -30,6 +31,8 @@ from contracts.statuspage import (
 _ALL: tuple[type[EventPayload], ...] = (
     TicketFiled,
     TicketStatusChanged,
+    ProductChanged,
+    CatalogueRequested,
     MonitorWentDown,
     MonitorCameUp,
     MonitorVerificationPassed,

@@ -23,3 +23,50 @@ def service_queue(service: str, *, prefix: str = "klaxon") -> str:
 def dead_letter_name(service: str, *, prefix: str = "klaxon") -> str:
     """Dead-letter exchange and queue name of a service, e.g. ``klaxon.notifier.dead``."""
     return f"{prefix}.{service}.dead"
+
+
+CONSUMES: dict[str, frozenset[str]] = {
+    "intake": frozenset(
+        {
+            "page.notified",
+            "page.acknowledged",
+            "page.resolved",
+            "page.escalated",
+            "page.reporter_acknowledged",
+            "monitor.down",
+            "monitor.up",
+            "incident.opened",
+            "incident.resolved",
+            "component.status_changed",
+            "product.catalogue_requested",
+        }
+    ),
+    "monitor": frozenset({"product.changed"}),
+    "notifier": frozenset(
+        {
+            "ticket.filed",
+            "monitor.down",
+            "monitor.up",
+            "monitor.verification_failed",
+            "statuspage.update_overdue",
+            "incident.notice_posted",
+            "product.changed",
+        }
+    ),
+    "statuspage": frozenset(
+        {
+            "ticket.filed",
+            "monitor.down",
+            "monitor.up",
+            "page.notified",
+            "page.acknowledged",
+            "product.changed",
+        }
+    ),
+}
+"""The routing table: which event types each service's queue is bound to.
+
+`migrate` declares every service's queue and bindings from it, so an event is never
+published before the queue of the service that must receive it exists. A service adds
+an event type here when it adds a handler for it.
+"""
