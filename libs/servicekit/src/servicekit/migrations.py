@@ -1,10 +1,12 @@
 """Alembic, run per service with the version table inside the service's own schema.
 
 A service keeps ``migrations/env.py`` (which calls `configure_from_env`) and
-``migrations/versions/`` in its package; `upgrade` runs them to head under an
-advisory lock, so replicas that start together migrate once.
+``migrations/versions/`` in its package; `upgrade` runs them, together with the
+plumbing branch (`servicekit.plumbing`), to their heads under an advisory lock, so
+replicas that start together migrate once.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,22 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, text
 
+from servicekit import plumbing
 from servicekit.db import create_engine
+from servicekit.plumbing import create_plumbing_tables, drop_plumbing_tables
 from servicekit.settings import ServiceSettings
-from servicekit.tables import NOTIFY_OUTBOX_FUNCTION, plumbing
+from servicekit.tables import NOTIFY_OUTBOX_FUNCTION
+from servicekit.tables import plumbing as plumbing_metadata
 
 
-def _alembic_config(script_location: Path, schema: str) -> Config:
+def _alembic_config(script_location: Path, schema: str, *, with_plumbing: bool) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
+    locations = [script_location / "versions"]
+    if with_plumbing:
+        locations.append(plumbing.VERSIONS)
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
     config.attributes["schema"] = schema
     return config
 
@@ -46,14 +56,23 @@ def _run_upgrade(connection: Connection, config: Config, revision: str) -> None:
         connection.execute(text(NOTIFY_OUTBOX_FUNCTION))
 
 
-async def upgrade(settings: ServiceSettings, script_location: Path, revision: str = "head") -> None:
-    """Run the service's migrations up to `revision` against its schema."""
+async def upgrade(
+    settings: ServiceSettings,
+    script_location: Path,
+    revision: str = "heads",
+    *,
+    with_plumbing: bool = True,
+) -> None:
+    """Run the service's migrations, and the plumbing branch's, up to `revision`.
+
+    `with_plumbing` False runs the service's own revisions alone (for a script folder
+    whose ``0001`` does not create the plumbing tables).
+    """
+    config = _alembic_config(script_location, settings.db_schema, with_plumbing=with_plumbing)
     engine = create_engine(settings)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(
-                _run_upgrade, _alembic_config(script_location, settings.db_schema), revision
-            )
+            await conn.run_sync(_run_upgrade, config, revision)
     finally:
         await engine.dispose()
 
@@ -73,19 +92,9 @@ def configure_from_env(target_metadata: MetaData) -> None:
         context.run_migrations()
 
 
-def create_plumbing_tables(op: Any) -> None:
-    """Create the outbox, inbox, timer and API-key tables (call from a first migration)."""
-    plumbing.create_all(op.get_bind())
-
-
-def drop_plumbing_tables(op: Any) -> None:
-    """Drop what `create_plumbing_tables` made."""
-    plumbing.drop_all(op.get_bind())
-
-
 def _differences(connection: Connection, metadata: MetaData) -> list[Any]:
     combined = MetaData()
-    for table in (*metadata.tables.values(), *plumbing.tables.values()):
+    for table in (*metadata.tables.values(), *plumbing_metadata.tables.values()):
         table.to_metadata(combined)
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -105,3 +114,12 @@ async def differences(settings: ServiceSettings, metadata: MetaData) -> list[Any
             return await conn.run_sync(_differences, metadata)
     finally:
         await engine.dispose()
+
+
+__all__ = [
+    "configure_from_env",
+    "create_plumbing_tables",
+    "differences",
+    "drop_plumbing_tables",
+    "upgrade",
+]

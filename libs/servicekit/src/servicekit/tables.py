@@ -5,8 +5,8 @@ first on the search_path, so the same definitions serve every service.
 """
 
 from sqlalchemy import (
-    DDL,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    event,
     func,
     text,
 )
@@ -50,6 +49,9 @@ outbox_event = Table(
     Column("body", LargeBinary, nullable=False),
     Column("correlation_id", Uuid, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
 )
 
 # An insert wakes the schema's relay (delivered at commit, never on rollback) unless an
@@ -66,28 +68,9 @@ NOTIFY_OUTBOX_FUNCTION = (
     " PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); END IF;"
     " RETURN NULL; END $$"
 )
-"""The outbox trigger's function; `servicekit.migrations.upgrade` runs it again after every
-upgrade, so a schema made with an older version of it gets this one."""
-
-event.listen(
-    outbox_event,
-    "after_create",
-    DDL(NOTIFY_OUTBOX_FUNCTION),  # type: ignore[no-untyped-call]
-)
-event.listen(
-    outbox_event,
-    "after_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE TRIGGER outbox_event_notify AFTER INSERT ON outbox_event"
-        " REFERENCING NEW TABLE AS inserted"
-        " FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
-    ),
-)
-event.listen(
-    outbox_event,
-    "after_drop",
-    DDL("DROP FUNCTION IF EXISTS notify_outbox()"),  # type: ignore[no-untyped-call]
-)
+"""The outbox trigger's function (the trigger is created by the plumbing's first revision);
+`servicekit.migrations.upgrade` runs it again after every upgrade, so a schema made with an
+older version of it gets this one."""
 
 inbox_event = Table(
     "inbox_event",
@@ -108,6 +91,7 @@ timer = Table(
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("kind", "key"),
     Index("ix_timer_due_at", "due_at"),
@@ -125,3 +109,39 @@ api_key = Table(
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+delivery = Table(
+    "delivery",
+    plumbing,
+    Column("id", Uuid, primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("dedupe_key", String(300), nullable=False, unique=True),
+    Column("channel", String(50), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("state", String(20), nullable=False, server_default=text("'queued'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("due_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("result", JSONB),
+    Column("correlation_id", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Index(
+        "ix_delivery_due_at",
+        "due_at",
+        postgresql_where=text("state IN ('queued', 'sending')"),
+    ),
+)
+"""An effect outside the database (an email, an SMS, an HTTP call), sent by
+`servicekit.deliveries` outside any transaction. ``state``: queued, sending (claimed
+until ``due_at``), sent, failed (given up on)."""
+
+catalogue_product = Table(
+    "catalogue_product",
+    plumbing,
+    Column("slug", String(100), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+"""Read model of intake's product catalogue, kept from ``product.changed`` events (newest
+``changed_at`` wins). Intake keeps the catalogue itself in its own ``product`` table."""
