@@ -35,6 +35,7 @@ SCHEMA_REF = "#/components/schemas/{model}"
 
 SENDERS: dict[str, str] = {
     "contracts.intake": "intake",
+    "contracts.products": "intake",
     "contracts.monitor": "monitor",
     "contracts.notifier": "notifier",
     "contracts.statuspage": "statuspage-sync",
