@@ -25,6 +25,8 @@ from contracts.statuspage import (
     IncidentNoticePosted,
     IncidentOpened,
     IncidentResolved,
+    StatusPagePublished,
+    StatusUpdateDueSoon,
     StatusUpdateOverdue,
 )
 
@@ -51,6 +53,8 @@ _ALL: tuple[type[EventPayload], ...] = (
     IncidentResolved,
     ComponentStatusChanged,
     StatusUpdateOverdue,
+    StatusUpdateDueSoon,
+    StatusPagePublished,
 )
 
 EVENT_TYPES: dict[str, type[EventPayload]] = {model.event_type: model for model in _ALL}
