@@ -20,6 +20,14 @@ class PageSource(StrEnum):
     OVERDUE = "overdue"
 
 
+class Urgency(StrEnum):
+    """How hard a page pushes: high escalates until acknowledged; low (an outage inside a
+    patch window) emails level 1 only."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
 class Channel(StrEnum):
     """Ways the notifier can reach someone."""
 
@@ -40,6 +48,7 @@ class PageOpened(EventPayload):
     product: ProductRef
     source: PageSource
     summary: str
+    urgency: Urgency = Urgency.HIGH
     ticket_ids: tuple[uuid.UUID, ...] = ()
     monitor_ids: tuple[uuid.UUID, ...] = ()
     opened_at: datetime

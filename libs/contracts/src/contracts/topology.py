@@ -51,6 +51,8 @@ CONSUMES: dict[str, frozenset[str]] = {
             "statuspage.update_overdue",
             "incident.notice_posted",
             "product.changed",
+            "statuspage.published",
+            "statuspage.update_due_soon",
         }
     ),
     "statuspage": frozenset(
