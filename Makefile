@@ -25,9 +25,13 @@ help: ## list the targets
 
 # --compile-bytecode: installed packages come with their .pyc files, so a process starts
 # in ~1.4 s rather than ~3.5 s where Python may not write them (PYTHONDONTWRITEBYTECODE).
-install: ## install uv if missing, then every workspace package and the dev tools
+install: ## install uv if missing, then every workspace package and the dev tools, and Chromium
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found; installing it with pip"; python3 -m pip install --quiet uv; }
 	$(UV) sync --frozen --all-packages --compile-bytecode
+	@# The status-page browser tests drive Debian's Chromium (Playwright downloads no browser).
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 infra: install ## check that Postgres and RabbitMQ answer (start them with Docker if it is there)
 	$(DEVRUN) infra
