@@ -170,7 +170,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
             exc.status_code, "Error"
         )
-        return problem_response(exc.status_code, title, str(exc.detail), instance=request.url.path)
+        response = problem_response(
+            exc.status_code, title, str(exc.detail), instance=request.url.path
+        )
+        for name, value in (exc.headers or {}).items():  # e.g. a 405's Allow
+            response.headers[name] = value
+        return response
 
     async def _transient(request: Request, exc: Exception) -> JSONResponse:
         if not await is_database_outage(exc, request.app.state.runtime.sessions):
