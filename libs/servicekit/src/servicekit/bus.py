@@ -1,12 +1,52 @@
-"""RabbitMQ topology: the events exchange, its alternate exchange, service queues."""
+"""RabbitMQ topology: the events exchange, its alternate exchange, service queues.
+
+Who declares what: `migrate` declares the events exchange and every service's queue,
+dead-letter exchange and queue and bindings from `contracts.topology.CONSUMES`
+(`declare_topology`), so an event published before its consumer first ran waits in the
+consumer's queue. Each consumer declares its own again when it starts, the relay the
+exchange. Declaring is idempotent and only adds bindings.
+
+The delivery limit is not a queue argument. ``x-delivery-limit`` is immutable: redeclaring
+a queue with another value (or without it) is refused with PRECONDITION_FAILED, which
+closes the channel, so a changed setting would stop the consumer for good. Measured on
+RabbitMQ 3.10.8 (this project's broker): ``received '7' but current is '5'`` and
+``received none but current is the value '5'``. A policy (``delivery-limit``) could change
+it on a live queue, but needs the management HTTP API (the plugin is not enabled on that
+broker, and an application would need policymaker credentials) or ``rabbitmqctl`` on the
+broker's host, and a queue gets only one policy (the highest priority): ours would
+silently displace an operator's own (length limits, leader placement). So:
+
+* queues are declared with arguments that never depend on a setting
+  (`service_queue_arguments`: quorum, dead-letter exchange, at-least-once dead-lettering,
+  reject-publish);
+* the consumer enforces ``consumer_delivery_limit`` itself from the quorum queue's
+  ``x-delivery-count`` header, with RabbitMQ's meaning (limit 5: up to 6 deliveries,
+  then dead-lettered), so a changed limit takes effect at the next start;
+* a queue that already exists with other arguments (declared by an older Klaxon with
+  ``x-delivery-limit``) is used as it is (`declare_queue_as_it_is`: the refused declare
+  is followed by a passive one, on channels of their own), and a warning says so; its
+  old broker-side limit keeps applying too, so the lower of the two wins.
+
+On RabbitMQ 3.10 a delivery returned because the consumer's channel closed (a crashed
+process) counts in ``x-delivery-count`` as well (measured), so an event that kills its
+consumer is dead-lettered on arrival once past the limit. RabbitMQ 4 counts fewer kinds of
+return there (see `servicekit.consumer`), and gives quorum queues a default limit of
+its own (20, from 4.0).
+"""
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from contracts import topology
+
+log = logging.getLogger(__name__)
 
 OUTGOING_FRAMES = 1024
 """How many publishes a connection queues for its writer before a publisher waits.
@@ -40,36 +80,98 @@ async def declare_events_exchange(channel: AbstractChannel, name: str) -> Abstra
     )
 
 
+def service_queue_arguments(service: str, *, prefix: str) -> dict[str, Any]:
+    """The arguments a service's queue is declared with: fixed for good, whatever the settings.
+
+    No ``x-delivery-limit``: see the module docstring.
+    """
+    return {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": topology.dead_letter_name(service, prefix=prefix),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare_queue_as_it_is(
+    connection: AbstractConnection, name: str, arguments: dict[str, Any]
+) -> bool:
+    """Declare the durable queue `name`; if it exists with other arguments, keep it as it is.
+
+    Returns False when the broker refused the arguments (PRECONDITION_FAILED, e.g. a queue
+    declared with an older ``x-delivery-limit``): the queue is then checked with a passive
+    declare and used as it stands. Each declare gets a channel of its own, since a refusal
+    closes its channel.
+    """
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+        return True
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        log.warning(
+            "queue %s exists with other arguments than %s; using it as it is (%s)",
+            name,
+            arguments,
+            exc,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+    async with await connection.channel() as channel:
+        await channel.declare_queue(name, passive=True)
+    return False
+
+
 async def declare_service_queue(
-    channel: AbstractChannel,
-    exchange: AbstractExchange,
+    connection: AbstractConnection,
     *,
+    exchange: str,
     service: str,
     prefix: str,
-    routing_keys: list[str],
-    delivery_limit: int,
-) -> AbstractQueue:
-    """Declare ``<prefix>.<service>`` (quorum, dead-lettered, delivery-limited) and bind it."""
+    routing_keys: Iterable[str],
+) -> str:
+    """Declare ``<prefix>.<service>`` (quorum, dead-lettered) and its dead-letter exchange and
+    queue, and bind it to `routing_keys` on `exchange`; returns the queue's name.
+
+    Bindings are only ever added: a key another version of the routing table still lists
+    stays bound (see `declare_topology`).
+    """
     dead = topology.dead_letter_name(service, prefix=prefix)
-    dead_exchange = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT, durable=True)
-    dead_queue = await channel.declare_queue(
-        dead, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await dead_queue.bind(dead_exchange)
-    queue = await channel.declare_queue(
-        topology.service_queue(service, prefix=prefix),
-        durable=True,
-        arguments={
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": dead,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-            "x-delivery-limit": delivery_limit,
-        },
-    )
-    for key in routing_keys:
-        await queue.bind(exchange, routing_key=key)
-    return queue
+    name = topology.service_queue(service, prefix=prefix)
+    await declare_queue_as_it_is(connection, dead, {"x-queue-type": "quorum"})
+    await declare_queue_as_it_is(connection, name, service_queue_arguments(service, prefix=prefix))
+    async with await connection.channel() as channel:
+        dead_exchange = await channel.declare_exchange(
+            dead, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        dead_queue = await channel.get_queue(dead, ensure=False)
+        await dead_queue.bind(dead_exchange)
+        queue = await channel.get_queue(name, ensure=False)
+        for key in sorted(set(routing_keys)):
+            await queue.bind(exchange, routing_key=key)
+    return name
+
+
+async def declare_topology(
+    connection: AbstractConnection,
+    *,
+    exchange: str,
+    prefix: str,
+    consumes: Mapping[str, Iterable[str]] = topology.CONSUMES,
+) -> None:
+    """Declare the events exchange and every service's queues and bindings from `consumes`.
+
+    `migrate` runs this, so an event published before its consumer first started waits in
+    that consumer's queue instead of going to the unrouted queue. It only adds: a binding
+    the table no longer lists is left in place, because a service migrating with an older
+    copy of the contracts must not unbind what a newer service needs.
+    """
+    async with await connection.channel() as channel:
+        await declare_events_exchange(channel, exchange)
+    for service, keys in sorted(consumes.items()):
+        await declare_service_queue(
+            connection, exchange=exchange, service=service, prefix=prefix, routing_keys=keys
+        )
 
 
 async def connect(url: str) -> tuple[AbstractConnection, asyncio.Future[BaseException | None]]:

@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aio_pika
 import uvicorn
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from fastapi import FastAPI
 
 from servicekit.auth import ADMIN, create_api_key
-from servicekit.bus import ReplayStopped, replay_dead_letters
+from servicekit.bus import ReplayStopped, declare_topology, replay_dead_letters
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
@@ -30,6 +31,21 @@ class ServiceDefinition:
     migrations: Path
     scopes: frozenset[str] = frozenset({ADMIN})
     """The API-key scopes the service's routes check; `create-api-key` accepts only these."""
+
+
+async def declare_broker(settings: ServiceSettings) -> None:
+    """Declare the events exchange and every service's queues and bindings from
+    `contracts.topology.CONSUMES`, on the settings' exchange and queue prefix."""
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    async with connection:
+        await declare_topology(connection, exchange=settings.exchange, prefix=settings.queue_prefix)
+
+
+async def migrate(settings: ServiceSettings, migrations: Path) -> None:
+    """What ``migrate`` does: upgrade the service's schema, then `declare_broker`, so no
+    event is published before the queue that must receive it exists."""
+    await upgrade(settings, migrations)
+    await declare_broker(settings)
 
 
 async def _create_key(settings: ServiceSettings, name: str, scopes: list[str]) -> None:
@@ -52,7 +68,10 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="run the HTTP API and background loops")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    commands.add_parser("migrate", help="upgrade the service's schema to the latest revision")
+    commands.add_parser(
+        "migrate",
+        help="upgrade the service's schema; declare every service's queues and bindings",
+    )
     provision = commands.add_parser(
         "provision", help="create the service's Postgres role and schema (needs a superuser)"
     )
@@ -82,6 +101,14 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
         )
     elif args.command == "migrate":
         asyncio.run(upgrade(settings, service.migrations))
+        try:
+            asyncio.run(declare_broker(settings))
+        except (AMQPError, OSError) as exc:
+            parser.exit(
+                2,
+                f"{service.name}: schema migrated, but the broker's queues could not be"
+                f" declared ({exc!r}); run migrate again once the broker answers\n",
+            )
     elif args.command == "provision":
         if not args.admin_url:
             parser.error("provision needs --admin-url or KLAXON_ADMIN_DATABASE_URL")

@@ -4,8 +4,11 @@ Guarantee: the handler's writes and the event id (in the schema's
 ``inbox_event``) are committed in one transaction, and the message is acked
 only after that commit. A redelivered event finds its id in the inbox and is
 acked without running the handler again. A handler that raises rolls back and
-the message is returned to the queue; after ``consumer_delivery_limit``
-deliveries the broker dead-letters it. A database outage is not the message's
+the message is returned to the queue; once it has failed
+``consumer_delivery_limit`` + 1 deliveries (RabbitMQ's ``x-delivery-limit`` meaning, counted
+from the quorum queue's ``x-delivery-count`` header) the consumer dead-letters it. The limit
+is enforced here, not as a queue argument, so changing it never stops a consumer (see
+`servicekit.bus`). A database outage is not the message's
 fault: the consumer holds the message (unacked) and retries with backoff until
 the database answers, without spending its deliveries. A message that is not a valid envelope,
 has an unknown type or a payload that does not parse goes straight to the
@@ -34,7 +37,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts import Envelope, UnknownEventType, parse_payload
+from contracts import Envelope, UnknownEventType, parse_payload, topology
 from servicekit import bus, metrics
 from servicekit.db import is_database_outage
 from servicekit.logging import correlation_id
@@ -122,6 +125,7 @@ class Consumer:
         self.sessions = sessions
         self.handlers = dict(handlers)
         self.service = service or settings.service_name
+        self.routing_keys = routing_keys(self.service, self.handlers)
         self.queue: AbstractQueue | None = None
         self._connection: AbstractConnection | None = None
         self.connected = False
@@ -146,18 +150,19 @@ class Consumer:
     async def _consume_until_lost(self) -> None:
         connection, lost = await bus.connect(self.settings.amqp_url)
         try:
+            async with await connection.channel() as declaring:
+                await bus.declare_events_exchange(declaring, self.settings.exchange)
+            name = await bus.declare_service_queue(
+                connection,
+                exchange=self.settings.exchange,
+                service=self.service,
+                prefix=self.settings.queue_prefix,
+                routing_keys=self.routing_keys,
+            )
             channel = await connection.channel()
             await bus.watch_channel(channel, lost)
             await channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
-            exchange = await bus.declare_events_exchange(channel, self.settings.exchange)
-            self.queue = await bus.declare_service_queue(
-                channel,
-                exchange,
-                service=self.service,
-                prefix=self.settings.queue_prefix,
-                routing_keys=sorted(self.handlers),
-                delivery_limit=self.settings.consumer_delivery_limit,
-            )
+            self.queue = await channel.declare_queue(name, passive=True)
             await self.queue.consume(functools.partial(self.receive, unsettled=Unsettled()))
             self._connection = connection
             self.connected = True
@@ -191,6 +196,11 @@ class Consumer:
         """Parse one delivery and queue it for a worker; dead-letter what does not parse."""
         tag = _tag(message)
         unsettled.add(tag)  # first, while deliveries are still taken in order
+        if _failed_deliveries(message) > self.settings.consumer_delivery_limit:
+            # Past the limit already: the limit was lowered, or handling it killed the process.
+            await self._dead_letter(message, "it is past the delivery limit")
+            unsettled.discard(tag)
+            return
         try:
             envelope = Envelope.from_json(message.body)
             handler = self.handlers.get(envelope.type)
@@ -323,7 +333,25 @@ class Consumer:
         for delivery in acked:
             delivery.unsettled.discard(delivery.tag)
 
+    async def _dead_letter(self, message: AbstractIncomingMessage, why: str) -> None:
+        log.error(
+            "dead-lettering event %s after %d failed deliveries: %s",
+            message.message_id,
+            _failed_deliveries(message) + 1,
+            why,
+            extra={"routing_key": message.routing_key},
+        )
+        metrics.EVENTS_CONSUMED.labels(
+            self.service, message.routing_key or "", "dead_lettered"
+        ).inc()
+        with contextlib.suppress(Exception):  # a lost channel: the broker redelivers it
+            await message.reject(requeue=False)
+
     async def _return_later(self, delivery: Delivery) -> None:
+        if _failed_deliveries(delivery.message) >= self.settings.consumer_delivery_limit:
+            await self._dead_letter(delivery.message, "the handler failed on each")
+            delivery.unsettled.discard(delivery.tag)
+            return
         await asyncio.sleep(self.settings.consumer_retry_delay_s)
         with contextlib.suppress(Exception):
             # basic.reject, not basic.nack: from RabbitMQ 4.3 only a reject counts as a
@@ -331,6 +359,38 @@ class Consumer:
             # so a nacked poison event would be redelivered forever.
             await delivery.message.reject(requeue=True)
         delivery.unsettled.discard(delivery.tag)
+
+
+def _failed_deliveries(message: AbstractIncomingMessage) -> int:
+    """How many earlier deliveries of `message` were returned (the quorum queue's count)."""
+    count = message.headers.get("x-delivery-count", 0)
+    return count if isinstance(count, int) else 0
+
+
+def routing_keys(service: str, handlers: Mapping[str, Handler]) -> frozenset[str]:
+    """The event types `service`'s queue is bound to: its row of `topology.CONSUMES`.
+
+    A handler for a type that row does not list is a start-up error (its events would
+    never arrive). A service with no row (a test's own) is bound to its handlers' types.
+    """
+    listed = topology.CONSUMES.get(service)
+    if listed is None:
+        return frozenset(handlers)
+    unlisted = sorted(set(handlers) - listed)
+    if unlisted:
+        raise ValueError(
+            f"{service} has handlers for {', '.join(unlisted)}, which"
+            f" contracts.topology.CONSUMES[{service!r}] does not list: add them there, so"
+            " migrate binds its queue to them"
+        )
+    unhandled = sorted(listed - set(handlers))
+    if unhandled:
+        log.warning(
+            "%s's queue is bound to %s, which it has no handler for: they will be dead-lettered",
+            service,
+            ", ".join(unhandled),
+        )
+    return listed
 
 
 async def prune_inbox(session: AsyncSession, limit: int, *, older_than_s: float) -> int:
