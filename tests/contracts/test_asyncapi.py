@@ -5,9 +5,9 @@ from typing import Any
 
 import yaml
 
-from contracts.asyncapi import build_document, render
+from contracts.asyncapi import DEPLOYED_AS, build_document, render
 from contracts.registry import EVENT_TYPES
-from contracts.topology import EVENTS_EXCHANGE
+from contracts.topology import CONSUMES, EVENTS_EXCHANGE
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 REGENERATE = "uv run python -m contracts.asyncapi --output docs/asyncapi.yaml  (or: make asyncapi)"
@@ -94,3 +94,21 @@ def test_description_names_queues_and_dead_letters() -> None:
     assert "klaxon.notifier" in description
     assert "klaxon.<service>.dead" in description
     assert EVENTS_EXCHANGE in description
+
+
+def test_each_event_names_the_services_that_receive_it_from_the_routing_table() -> None:
+    document = build_document()
+    received: dict[str, set[str]] = {}
+    for operation in document["operations"].values():
+        if operation["action"] == "receive":
+            channel = operation["channel"]["$ref"].removeprefix("#/channels/")
+            received.setdefault(channel, set()).add(operation["tags"][0]["name"])
+
+    expected: dict[str, set[str]] = {}
+    for service, types in CONSUMES.items():
+        for event_type in types:
+            expected.setdefault(event_type, set()).add(DEPLOYED_AS.get(service, service))
+    assert received == expected
+    assert "notifier" in received["ticket.filed"]
+    assert "statuspage-sync" in received["ticket.filed"]
+    assert "klaxon.notifier" in document["channels"]["ticket.filed"]["description"]

@@ -37,6 +37,8 @@ def _sample(annotation: Any) -> Any:
             return True
         if issubclass(annotation, int):
             return 2
+        if issubclass(annotation, float):
+            return 2.5
         if issubclass(annotation, datetime):
             return NOW
         if issubclass(annotation, uuid.UUID):

@@ -21,6 +21,7 @@ import yaml
 from contracts.envelope import Envelope, EventPayload
 from contracts.registry import EVENT_TYPES
 from contracts.topology import (
+    CONSUMES,
     EVENTS_EXCHANGE,
     SERVICES,
     UNROUTED_EXCHANGE,
@@ -41,6 +42,10 @@ SENDERS: dict[str, str] = {
     "contracts.statuspage": "statuspage-sync",
 }
 """The contracts module a payload lives in -> the service that publishes it."""
+
+DEPLOYED_AS: dict[str, str] = {"statuspage": "statuspage-sync"}
+"""A service's name in the routing table (and its queue) -> its name as deployed, where
+they differ."""
 
 DESCRIPTION = f"""\
 Events Klaxon's four services exchange over RabbitMQ.
@@ -121,13 +126,57 @@ def _envelope_schema(name: str, event_type: str, version: int) -> dict[str, Any]
     }
 
 
+def _camel(event_type: str) -> str:
+    return "".join(word.capitalize() for word in event_type.replace(".", "_").split("_"))
+
+
 def _operation_id(event_type: str) -> str:
-    words = event_type.replace(".", "_").split("_")
-    return "send" + "".join(word.capitalize() for word in words)
+    return "send" + _camel(event_type)
+
+
+def _receivers(event_type: str) -> list[str]:
+    """The services whose queues the routing table binds to `event_type`."""
+    return sorted(service for service, types in CONSUMES.items() if event_type in types)
+
+
+def _check_routing_table() -> None:
+    unknown = sorted(set().union(*CONSUMES.values()) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"the routing table names unregistered event types: {unknown}")
+    unnamed = sorted(set(CONSUMES) - set(SERVICES))
+    if unnamed:
+        raise ValueError(f"the routing table names services not in SERVICES: {unnamed}")
+
+
+def _receive_operation(service: str, event_type: str, name: str, summary: str) -> dict[str, Any]:
+    deployed = DEPLOYED_AS.get(service, service)
+    return {
+        "action": "receive",
+        "title": f"{deployed} receives {event_type}",
+        "summary": summary,
+        "description": (
+            f"Bound to the quorum queue `{service_queue(service)}` by "
+            "`contracts.topology.CONSUMES`; `migrate` declares the binding."
+        ),
+        "channel": {"$ref": f"#/channels/{event_type}"},
+        "messages": [{"$ref": f"#/channels/{event_type}/messages/{name}"}],
+        "tags": [{"name": deployed}],
+        "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
+    }
+
+
+def _consumed_by(event_type: str) -> str:
+    receivers = _receivers(event_type)
+    if not receivers:
+        return f"no service consumes it (it is kept in `{UNROUTED_QUEUE}`)"
+    queues = ", ".join(f"`{service_queue(service)}`" for service in receivers)
+    return f"consumed from {queues}"
 
 
 def build_document() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document for every model in `EVENT_TYPES`."""
+    """The AsyncAPI 3.0 document for every model in `EVENT_TYPES`; who receives what comes
+    from the routing table (`contracts.topology.CONSUMES`)."""
+    _check_routing_table()
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
@@ -165,7 +214,7 @@ def build_document() -> dict[str, Any]:
             "title": event_type,
             "description": (
                 f"Routing key `{event_type}` on the `{EVENTS_EXCHANGE}` topic exchange; "
-                f"published by {sender}."
+                f"published by {sender}; {_consumed_by(event_type)}."
             ),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "bindings": {
@@ -197,6 +246,10 @@ def build_document() -> dict[str, Any]:
                 }
             },
         }
+        for service in _receivers(event_type):
+            operations[f"{service}Receives{_camel(event_type)}"] = _receive_operation(
+                service, event_type, name, _summary(model)
+            )
 
     return {
         "asyncapi": ASYNCAPI_VERSION,
@@ -206,8 +259,10 @@ def build_document() -> dict[str, Any]:
             "version": _version(),
             "description": DESCRIPTION,
             "tags": [
-                {"name": service, "description": f"Sent by the {service} service."}
-                for service in sorted(set(SENDERS.values()))
+                {"name": service, "description": f"Sent or received by the {service} service."}
+                for service in sorted(
+                    {*SENDERS.values(), *(DEPLOYED_AS.get(s, s) for s in CONSUMES)}
+                )
             ],
         },
         "defaultContentType": "application/json",

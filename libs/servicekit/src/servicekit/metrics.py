@@ -20,6 +20,11 @@ TIMERS_FIRED = Counter(
     "Timers run, by outcome (done, failed)",
     ["service", "kind", "outcome"],
 )
+DELIVERIES = Counter(
+    "klaxon_deliveries_total",
+    "Delivery attempts recorded, by outcome (sent, failed, retried, lease_expired)",
+    ["service", "channel", "outcome"],
+)
 OUTBOX_BACKLOG = Gauge("klaxon_outbox_backlog", "Unsent outbox events", ["service"])
 OUTBOX_OLDEST_AGE = Gauge(
     "klaxon_outbox_oldest_age_seconds", "Age of the oldest unsent outbox event", ["service"]

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.consumer import Consumer, Handler, prune_inbox
 from servicekit.db import create_engine, session_factory
+from servicekit.deliveries import DeliveryWorker, OutcomeHandler, SenderFactory, prune_deliveries
 from servicekit.health import health_router
 from servicekit.logging import correlation_id
 from servicekit.outbox import Relay
@@ -53,10 +54,15 @@ class Runtime:
         handlers: Mapping[str, Handler] | None = None,
         timer_handlers: Mapping[str, TimerHandler] | None = None,
         prunes: Mapping[str, Prune] | None = None,
+        senders: Mapping[str, SenderFactory] | None = None,
+        delivery_outcomes: Mapping[str, OutcomeHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.prunes: dict[str, Prune] = {
             "inbox rows": functools.partial(prune_inbox, older_than_s=settings.inbox_retention_s),
+            "sent and failed deliveries": functools.partial(
+                prune_deliveries, older_than_s=settings.delivery_retention_s
+            ),
             **(prunes or {}),
         }
         self.engine = create_engine(settings)
@@ -73,6 +79,10 @@ class Runtime:
             if settings.timers_enabled and timer_handlers
             else None
         )
+        self._senders = dict(senders or {})
+        self._delivery_outcomes = dict(delivery_outcomes or {})
+        self.deliveries: DeliveryWorker | None = None
+        """Built at start, so senders can use what the runtime has opened."""
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -91,6 +101,14 @@ class Runtime:
             loops.append(("consumer", self.consumer.run))
         if self.timers:
             loops.append(("timers", self.timers.run))
+        if self.settings.deliveries_enabled and self._senders:
+            self.deliveries = DeliveryWorker(
+                self.settings,
+                self.sessions,
+                {channel: factory(self) for channel, factory in self._senders.items()},
+                self._delivery_outcomes,
+            )
+            loops.append(("deliveries", self.deliveries.run))
         loops.append(("maintenance", self._maintain))
         for name, run in loops:
             self._tasks.append(
@@ -201,13 +219,22 @@ def create_service_app(
     handlers: Mapping[str, Handler] | None = None,
     timer_handlers: Mapping[str, TimerHandler] | None = None,
     prunes: Mapping[str, Prune] | None = None,
+    senders: Mapping[str, SenderFactory] | None = None,
+    delivery_outcomes: Mapping[str, OutcomeHandler] | None = None,
     description: str = "",
 ) -> FastAPI:
     """A FastAPI app with the runtime in its lifespan, health endpoints and problem+json."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings, handlers=handlers, timer_handlers=timer_handlers, prunes=prunes)
+        runtime = Runtime(
+            settings,
+            handlers=handlers,
+            timer_handlers=timer_handlers,
+            prunes=prunes,
+            senders=senders,
+            delivery_outcomes=delivery_outcomes,
+        )
         app.state.runtime = runtime
         await runtime.start()
         try:

@@ -57,6 +57,22 @@ class ServiceSettings(BaseSettings):
     timer_batch_size: int = 50
     timer_retry_base_s: float = 5.0
     timer_retry_max_s: float = 300.0
+    deliveries_enabled: bool = True
+    delivery_poll_interval_s: float = 5.0
+    """A delivery worker looks for due deliveries at least this often (a NOTIFY wakes it at
+    once, and it wakes by itself when the next retry falls due: see `servicekit.deliveries`)."""
+    delivery_batch_size: int = Field(default=50, ge=1)
+    delivery_concurrency: int = Field(default=20, ge=1)
+    """Sends one worker has in flight at once."""
+    delivery_send_timeout_s: float = 30.0
+    delivery_lease_s: float = 120.0
+    """A claimed delivery is not claimed again for this long (it must exceed the send
+    timeout): a worker that stopped mid-send leaves it to another, which sends it again."""
+    delivery_max_attempts: int = Field(default=8, ge=1)
+    delivery_retry_base_s: float = 5.0
+    delivery_retry_max_s: float = 900.0
+    delivery_retention_s: float = 30 * 24 * 3600.0
+    """Sent and failed deliveries (and so their dedupe keys) are kept this long."""
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 10.0
     inbox_retention_s: float = 7 * 24 * 3600.0
