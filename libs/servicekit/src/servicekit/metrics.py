@@ -12,7 +12,8 @@ EVENTS_CONSUMED = Counter(
 )
 HANDLER_SECONDS = Histogram(
     "klaxon_event_handler_seconds",
-    "Time to handle one event, commit included",
+    "Time to handle one event: its handler's time and its share of the batch's inbox"
+    " write and commit",
     ["service", "event_type"],
 )
 TIMERS_FIRED = Counter(
@@ -30,3 +31,18 @@ OUTBOX_OLDEST_AGE = Gauge(
     "klaxon_outbox_oldest_age_seconds", "Age of the oldest unsent outbox event", ["service"]
 )
 QUEUE_DEPTH = Gauge("klaxon_queue_depth", "Messages waiting in the service's queue", ["service"])
+DEPENDENCY_UP = Gauge(
+    "klaxon_dependency_up",
+    "1 while the dependency (database, broker) answered the last health sample, else 0",
+    ["service", "dependency"],
+)
+BROKER_CONNECTED = Gauge(
+    "klaxon_broker_connected",
+    "1 while the loop (relay, consumer) is connected to the broker, else 0",
+    ["service", "loop"],
+)
+FIGURE = Gauge(
+    "klaxon_figure",
+    "A numeric field of a /health figure (e.g. figure=outbox, field=backlog)",
+    ["service", "figure", "field"],
+)

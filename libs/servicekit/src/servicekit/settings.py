@@ -77,3 +77,6 @@ class ServiceSettings(BaseSettings):
     reconnect_max_s: float = 10.0
     inbox_retention_s: float = 7 * 24 * 3600.0
     maintenance_interval_s: float = 3600.0
+    health_sample_interval_s: float = 2.0
+    """How often the figures behind /health, /readyz and /metrics are gathered; the
+    endpoints answer from the last sample (see `servicekit.sampler`)."""
