@@ -56,6 +56,7 @@ class Throwaway:
             "consumer_retry_delay_s": 0.05,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 1.0,
+            "health_sample_interval_s": 0.2,
             "log_json": False,
         }
         values.update(overrides)

@@ -1,18 +1,32 @@
 """One service's running parts, built in the FastAPI lifespan and kept on app.state.
 
-`Runtime` owns the engine, the session factory and the background loops
-(outbox relay, consumer, timer worker); `create_service_app` wires them with
-the health endpoints, problem+json errors and correlation ids.
+`Runtime` owns the engine, the session factory, the service's resources and the
+background loops (outbox relay, consumer, timer worker, health sampler, and the
+service's own); `create_service_app` wires them with the health endpoints,
+problem+json errors and correlation ids.
+
+A service's own clients (an HTTP client, an SMTP pool) are *resources*:
+``resources={"smtp": factory}``, where ``factory(settings)`` returns an async context
+manager. Every resource is entered before any loop starts and exited after every
+loop has stopped, in reverse order; its value is ``runtime.resources["smtp"]``.
+A service's own background work is a *loop*: ``loops={"scheduler": fn}``, an
+``async def fn(runtime)`` run until shutdown, rerun with backoff when it fails or
+returns (`servicekit.reconnect.run_forever`).
+
+Reaching the runtime: a route takes ``runtime: RuntimeDep`` (`servicekit.deps`); an
+event handler, a timer handler or a loop calls `current_runtime()`, which answers in
+every task the runtime started (the loops and everything they start).
 """
 
 import asyncio
+import contextvars
 import functools
 import gc
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -28,6 +42,7 @@ from servicekit.logging import correlation_id
 from servicekit.outbox import Relay
 from servicekit.problems import install_problem_handlers
 from servicekit.reconnect import run_forever
+from servicekit.sampler import PLUMBING_FIGURES, Figure, Sampler
 from servicekit.settings import ServiceSettings
 from servicekit.timers import TimerHandler, TimerWorker
 
@@ -43,6 +58,24 @@ PRUNE_BATCH = 5000
 STOP_TIMEOUT_S = 3.0
 """How long `Runtime.stop` waits for its loops to end after cancelling them."""
 
+Loop = Callable[["Runtime"], Awaitable[None]]
+"""``async def loop(runtime)``: a service's own background work, run until shutdown."""
+
+ResourceFactory = Callable[[Any], AbstractAsyncContextManager[Any]]
+"""``factory(settings)``: an async context manager whose value is the resource (a client,
+a pool); entered before the loops start, exited after they stop."""
+
+_current: contextvars.ContextVar["Runtime"] = contextvars.ContextVar("klaxon_runtime")
+
+
+def current_runtime() -> "Runtime":
+    """The runtime whose loop (consumer, timer worker, relay, a service loop) is running.
+
+    For event and timer handlers and service loops; routes take `servicekit.deps.RuntimeDep`.
+    Raises LookupError outside a runtime's tasks.
+    """
+    return _current.get()
+
 
 class Runtime:
     """Engine, sessions and background loops of one service process."""
@@ -56,8 +89,16 @@ class Runtime:
         prunes: Mapping[str, Prune] | None = None,
         senders: Mapping[str, SenderFactory] | None = None,
         delivery_outcomes: Mapping[str, OutcomeHandler] | None = None,
+        loops: Mapping[str, Loop] | None = None,
+        resources: Mapping[str, ResourceFactory] | None = None,
+        figures: Mapping[str, Figure] | None = None,
     ) -> None:
         self.settings = settings
+        self.loops: dict[str, Loop] = dict(loops or {})
+        self.resource_factories: dict[str, ResourceFactory] = dict(resources or {})
+        self.resources: dict[str, Any] = {}
+        """The open resources by name (empty before `start` and after `stop`)."""
+        self._exit_stack = AsyncExitStack()
         self.prunes: dict[str, Prune] = {
             "inbox rows": functools.partial(prune_inbox, older_than_s=settings.inbox_retention_s),
             "sent and failed deliveries": functools.partial(
@@ -83,15 +124,25 @@ class Runtime:
         self._delivery_outcomes = dict(delivery_outcomes or {})
         self.deliveries: DeliveryWorker | None = None
         """Built at start, so senders can use what the runtime has opened."""
+        self.sampler = Sampler(self, {**PLUMBING_FIGURES, **(figures or {})})
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start the background loops.
+        """Open the resources, then start the background loops.
 
-        Everything built at start-up is moved out of the garbage collector's
+        A resource that fails to open closes those opened before it and fails the
+        start. Everything built at start-up is moved out of the garbage collector's
         sight first (``gc.freeze``), so full collections stay short and do not
         stall requests.
         """
+        try:
+            for name, factory in self.resource_factories.items():
+                self.resources[name] = await self._exit_stack.enter_async_context(
+                    factory(self.settings)
+                )
+        except BaseException:
+            await self._close_resources()
+            raise
         gc.collect()
         gc.freeze()
         loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -110,10 +161,21 @@ class Runtime:
             )
             loops.append(("deliveries", self.deliveries.run))
         loops.append(("maintenance", self._maintain))
-        for name, run in loops:
-            self._tasks.append(
-                asyncio.create_task(run(), name=f"{self.settings.service_name}-{name}")
-            )
+        loops.append(("health sampler", self.sampler.run))
+        for name, loop in self.loops.items():
+            loops.append((name, functools.partial(self._run_loop, name, loop)))
+        token = _current.set(self)  # copied into each task's context, then undone here
+        try:
+            for name, run in loops:
+                self._tasks.append(
+                    asyncio.create_task(run(), name=f"{self.settings.service_name}-{name}")
+                )
+        finally:
+            _current.reset(token)
+
+    async def _run_loop(self, name: str, loop: Loop) -> None:
+        """Run a service loop until cancelled; rerun it with backoff when it fails or returns."""
+        await run_forever(functools.partial(loop, self), name, self.settings)
 
     async def _maintain(self) -> None:
         """Run every prune now and then; one that fails waits for the next round and
@@ -146,8 +208,19 @@ class Runtime:
             log.info("pruned %d %s", total, what)
         return total
 
+    async def _close_resources(self) -> None:
+        """Exit every open resource, last opened first; a failure to close is logged."""
+        try:
+            await self._exit_stack.aclose()
+        except Exception:
+            log.exception("closing %s's resources failed", self.settings.service_name)
+        finally:
+            self._exit_stack = AsyncExitStack()
+            self.resources.clear()
+
     async def stop(self) -> None:
-        """Stop the loops and close the database pool, within `STOP_TIMEOUT_S`.
+        """Stop the loops (within `STOP_TIMEOUT_S`), then close the resources and the
+        database pool.
 
         A loop that has not stopped by then (stuck in a handler or a prune that
         ignores cancellation) is logged with where it is, and left behind: the
@@ -168,6 +241,7 @@ class Runtime:
                     _awaiting(task),
                 )
         self._tasks.clear()
+        await self._close_resources()
         await self.engine.dispose()
 
 
@@ -221,9 +295,16 @@ def create_service_app(
     prunes: Mapping[str, Prune] | None = None,
     senders: Mapping[str, SenderFactory] | None = None,
     delivery_outcomes: Mapping[str, OutcomeHandler] | None = None,
+    loops: Mapping[str, Loop] | None = None,
+    resources: Mapping[str, ResourceFactory] | None = None,
+    figures: Mapping[str, Figure] | None = None,
     description: str = "",
 ) -> FastAPI:
-    """A FastAPI app with the runtime in its lifespan, health endpoints and problem+json."""
+    """A FastAPI app with the runtime in its lifespan, health endpoints and problem+json.
+
+    `loops`, `resources` and `figures` are the service's own background loops, clients and
+    ``/health`` figures (see the module docstring and `servicekit.sampler`).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -234,6 +315,9 @@ def create_service_app(
             prunes=prunes,
             senders=senders,
             delivery_outcomes=delivery_outcomes,
+            loops=loops,
+            resources=resources,
+            figures=figures,
         )
         app.state.runtime = runtime
         await runtime.start()
