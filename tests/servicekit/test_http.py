@@ -102,6 +102,11 @@ async def test_health_endpoints_report_dependencies_and_backlog(
         return (await client.get("/readyz")).status_code == 200
 
     await eventually(ready)
+
+    async def healthy() -> bool:  # readiness is the database alone; the broker connects too
+        return bool((await client.get("/health")).json()["status"] == "ok")
+
+    await eventually(healthy)
     await client.post("/v1/events")
     health = (await client.get("/health")).json()
     assert health["status"] == "ok"
