@@ -49,6 +49,7 @@ async def test_migrating_twice_is_a_no_op(env: Throwaway) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         versions = await conn.fetch("SELECT version_num FROM svc.alembic_version")
-        assert sorted(row["version_num"] for row in versions) == ["0001", "p0002"]
+        # The plumbing branch's head depends on the service's 0001, which it therefore covers.
+        assert sorted(row["version_num"] for row in versions) == ["p0003_outbox_retry_at"]
     finally:
         await conn.close()

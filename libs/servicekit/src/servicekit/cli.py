@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from servicekit.bus import ReplayStopped, declare_topology, replay_dead_letters
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
+from servicekit.parking import parked_command
 from servicekit.settings import ServiceSettings
 
 
@@ -87,6 +89,14 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
         "replay-dead-letters",
         help="move the events in the service's dead-letter queue back to its queue",
     )
+    parked = commands.add_parser(
+        "parked", help="outbox events and timers parked after too many failed attempts"
+    ).add_subparsers(dest="action", required=True)
+    parked.add_parser("list", help="print each parked event and timer as a JSON line")
+    retry = parked.add_parser("retry", help="put parked events and timers back to work")
+    chosen = retry.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--id", type=uuid.UUID, action="append", dest="ids", metavar="UUID")
+    chosen.add_argument("--all", action="store_true")
     args = parser.parse_args(argv)
 
     settings = service.load_settings()
@@ -132,5 +142,15 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
         except (AMQPError, OSError) as exc:
             parser.exit(2, f"{service.name}: cannot reach the broker ({exc!r})\n")
         print(json.dumps({"replayed": moved}))
+    elif args.command == "parked":
+        retrying = args.action == "retry"
+        ids = args.ids if retrying else None  # None with --all: every parked row
+        rows = asyncio.run(parked_command(settings, retry=retrying, ids=ids))
+        for row in rows:
+            print(json.dumps(row.as_json()))
+        if ids and len(rows) < len(set(ids)):
+            parser.exit(
+                1, f"{service.name}: {len(set(ids)) - len(rows)} of the ids are not parked\n"
+            )
     elif args.command == "create-api-key":
         asyncio.run(_create_key(settings, args.name, args.scopes or [ADMIN]))

@@ -31,6 +31,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     "klaxon_outbox_oldest_age_seconds", "Age of the oldest unsent outbox event", ["service"]
 )
 QUEUE_DEPTH = Gauge("klaxon_queue_depth", "Messages waiting in the service's queue", ["service"])
+PARKINGS = Counter(
+    "klaxon_parkings",
+    "Times an outbox event or a timer was parked, by what (outbox, timer)",
+    ["service", "what"],
+)
 DEPENDENCY_UP = Gauge(
     "klaxon_dependency_up",
     "1 while the dependency (database, broker) answered the last health sample, else 0",

@@ -6,6 +6,15 @@ event added in a transaction that rolls back is never published. Rows are
 deleted only after the broker confirmed them, so a relay that dies mid-batch
 leaves them to be published again (consumers dedupe by event id). Several
 relays share the table with ``FOR UPDATE SKIP LOCKED``.
+
+A row the broker refuses (a nack, e.g. from a full queue that rejects publishes, or
+a return of an unroutable event) is that row's failure alone: the rest of its batch
+is deleted as confirmed, and the refused row is tried again after a backoff
+(``relay_retry_base_s`` doubling up to ``relay_retry_max_s``). Each try may leave a
+copy in the queues that did take it (consumers dedupe). After ``relay_max_attempts``
+refusals the row is parked: kept, skipped by the relays, counted in ``/health`` and
+``klaxon_parkings_total``, listed and sent again with the ``parked`` command
+(`servicekit.parking`). Nothing a single row does holds back the rows behind it.
 """
 
 import asyncio
@@ -17,6 +26,7 @@ from typing import Any, TypeAlias
 import aiormq
 import asyncpg
 from aiormq import spec
+from aiormq.exceptions import DeliveryError, PublishError
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
@@ -92,8 +102,14 @@ async def publish(
 
 
 async def backlog(session: AsyncSession) -> tuple[int, float | None]:
-    """Unsent events and the age in seconds of the oldest one."""
-    row = (await session.execute(select(func.count(), func.min(outbox_event.c.created_at)))).one()
+    """Unsent events and the age in seconds of the oldest one, parked events aside."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(outbox_event.c.created_at)).where(
+                outbox_event.c.parked_at.is_(None)
+            )
+        )
+    ).one()
     count, oldest = row
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else None
     return int(count), age
@@ -101,10 +117,39 @@ async def backlog(session: AsyncSession) -> tuple[int, float | None]:
 
 _CLAIM = (
     "DELETE FROM outbox_event WHERE seq IN ("
-    " SELECT seq FROM outbox_event ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
-    " RETURNING seq, event_id, routing_key, body, correlation_id"
+    " SELECT seq FROM outbox_event WHERE parked_at IS NULL"
+    " AND (retry_at IS NULL OR retry_at <= now())"
+    " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING seq, event_id, routing_key, body, correlation_id, created_at, attempts"
 )
-"""Take a batch, oldest first; the DELETE commits only after the broker confirmed it."""
+"""Take a batch, oldest first, of rows neither parked nor waiting for a retry; the DELETE
+commits only after the broker confirmed them."""
+
+_PUT_BACK = (
+    "INSERT INTO outbox_event (seq, event_id, routing_key, body, correlation_id, created_at,"
+    " attempts, last_error, retry_at, parked_at) OVERRIDING SYSTEM VALUE"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+    " CASE WHEN $9 THEN NULL ELSE now() + make_interval(secs => $10) END,"
+    " CASE WHEN $9 THEN now() END)"
+)
+"""Put a refused row back, in the claim's transaction, with its attempt counted: waiting for
+its retry, or parked. (Re-inserted rather than spared from the DELETE, so the claim stays one
+statement.)"""
+
+_MAX_ERROR_CHARS = 1000
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """What the broker said if `exc` is its refusal of one message (a nack or a return);
+    None for anything else (a lost channel, a timeout), which fails the whole batch."""
+    if isinstance(exc, PublishError):
+        frame = exc.frame
+        if isinstance(frame, spec.Basic.Return):
+            return f"returned by the broker: {frame.reply_code} {frame.reply_text}"
+        return "returned by the broker"
+    if isinstance(exc, DeliveryError):
+        return "refused by the broker (basic.nack): a queue it routes to would not take it"
+    return None
 
 
 async def vacuum(db: asyncpg.Connection) -> None:
@@ -216,16 +261,18 @@ class Relay:
     async def publish_batch(
         self, db: asyncpg.Connection, channel: aiormq.Channel, exchange: str
     ) -> int:
-        """Publish up to one batch of rows; they are deleted only once all are confirmed.
+        """Publish up to one batch of rows; each is deleted once the broker confirmed it.
 
         The whole batch is handed to the connection's writer at once (its queue
         takes a whole batch: `bus.OUTGOING_FRAMES`), then the confirms are
         awaited together. (aio-pika's ``Exchange.publish`` waits for each
         message to be written out before the channel takes the next: one
         event-loop turn per message, so in the busy producer of the pipeline
-        benchmark a batch took ~1.1 ms per event instead of ~0.8.) A nack, a
-        return, a lost channel or confirms slower than ``relay_io_timeout_s``
-        fail the batch: it rolls back and is published again; consumers dedupe.
+        benchmark a batch took ~1.1 ms per event instead of ~0.8.) A row the
+        broker refuses (nack, return) goes back with its attempt counted (see the
+        module docstring); a lost channel or confirms slower than
+        ``relay_io_timeout_s`` fail the batch: it rolls back and is published
+        again; consumers dedupe. Returns how many rows were confirmed.
         """
         async with db.transaction():
             claimed = await db.fetch(_CLAIM, self.settings.relay_batch_size)
@@ -254,11 +301,56 @@ class Relay:
                     ),
                     return_exceptions=True,
                 )
-            for confirm in confirms:
+            refused: list[tuple[asyncpg.Record, str]] = []
+            for row, confirm in zip(rows, confirms, strict=True):
                 if isinstance(confirm, asyncio.CancelledError):
                     # A confirm cancelled by the channel closing, not this task being cancelled.
                     raise ConnectionError("channel closed before the broker confirmed")
                 if isinstance(confirm, BaseException):
-                    raise confirm
-        metrics.EVENTS_PUBLISHED.labels(self.settings.service_name).inc(len(rows))
-        return len(rows)
+                    reason = _refusal(confirm)
+                    if reason is None:
+                        raise confirm
+                    refused.append((row, reason))
+            if refused:
+                await self._put_back(db, refused)
+        published = len(rows) - len(refused)
+        metrics.EVENTS_PUBLISHED.labels(self.settings.service_name).inc(published)
+        return published
+
+    async def _put_back(
+        self, db: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]
+    ) -> None:
+        """Return refused rows to the outbox, each to wait for its retry or parked."""
+        settings = self.settings
+        params = []
+        for row, reason in refused:
+            attempts = row["attempts"] + 1
+            parked = attempts >= settings.relay_max_attempts
+            exponent = min(attempts - 1, 32)
+            delay_s = min(settings.relay_retry_base_s * 2**exponent, settings.relay_retry_max_s)
+            log.warning(
+                "event %s (%s) %s; attempt %d of %d, %s",
+                row["event_id"],
+                row["routing_key"],
+                reason,
+                attempts,
+                settings.relay_max_attempts,
+                "parked" if parked else f"next try in {delay_s:g}s",
+            )
+            if parked:
+                metrics.PARKINGS.labels(settings.service_name, "outbox").inc()
+            params.append(
+                (
+                    row["seq"],
+                    row["event_id"],
+                    row["routing_key"],
+                    row["body"],
+                    row["correlation_id"],
+                    row["created_at"],
+                    attempts,
+                    reason[:_MAX_ERROR_CHARS],
+                    parked,
+                    delay_s,
+                )
+            )
+        await db.executemany(_PUT_BACK, params)

@@ -43,6 +43,12 @@ class ServiceSettings(BaseSettings):
     relay_vacuum_every: int = 5000
     """The relay vacuums the outbox after deleting this many published rows (see
     `servicekit.outbox.vacuum`)."""
+    relay_max_attempts: int = Field(default=10, ge=1)
+    """A row the broker refuses (nack or return) this many times is parked: left in the
+    outbox, skipped by the relays, listed by the ``parked`` command (see `servicekit.parking`)."""
+    relay_retry_base_s: float = 1.0
+    relay_retry_max_s: float = 60.0
+    """A refused row is tried again after ``base * 2**(attempts - 1)`` seconds, at most this."""
     consumer_enabled: bool = True
     consumer_prefetch: int = 64
     consumer_delivery_limit: int = 5
@@ -57,6 +63,15 @@ class ServiceSettings(BaseSettings):
     timer_batch_size: int = 50
     timer_retry_base_s: float = 5.0
     timer_retry_max_s: float = 300.0
+    timer_max_attempts: int = Field(default=20, ge=1)
+    """A timer whose handler failed (or timed out) this many times is parked."""
+    timer_concurrency: int = Field(default=8, ge=1)
+    """Timer handlers one worker runs at once, each on a pooled connection of its own."""
+    timer_handler_timeout_s: float = 30.0
+    """A handler still running after this long is cancelled, rolled back and retried."""
+    timer_lease_s: float = 60.0
+    """A claimed timer is not claimed again for this long (it must exceed the handler
+    timeout): a worker that died mid-handler leaves its timers to others after it."""
     deliveries_enabled: bool = True
     delivery_poll_interval_s: float = 5.0
     """A delivery worker looks for due deliveries at least this often (a NOTIFY wakes it at

@@ -52,19 +52,27 @@ outbox_event = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
     Column("parked_at", DateTime(timezone=True)),
+    Column("retry_at", DateTime(timezone=True)),
+    Index("ix_outbox_event_unparked_seq", "seq", postgresql_where=text("parked_at IS NULL")),
 )
+"""Events waiting to be published (`servicekit.outbox`). A row the broker refused waits
+until ``retry_at``; one refused ``relay_max_attempts`` times is parked (``parked_at``) and
+waits for the ``parked retry`` command (`servicekit.parking`)."""
 
 # An insert wakes the schema's relay (delivered at commit, never on rollback) unless an
 # older row is already waiting. A relay is then at work on that row, and after every
 # batch it looks again within milliseconds (`servicekit.outbox.Relay`), so it finds this
 # row without being told. Skipping matters under load: Postgres serializes the commits
 # of all notifying transactions on one lock, held through the WAL flush.
-# An INSERT that adds no row (one whose SELECT found nothing to add) wakes nobody.
+# An INSERT that adds no row (one whose SELECT found nothing to add) wakes nobody. A row
+# that was refused and waits for its retry, or is parked, has no relay at work on it, so
+# it silences nobody; a refused row put back by the relay wakes nobody.
 NOTIFY_OUTBOX_FUNCTION = (
     "CREATE OR REPLACE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql"
     " SET search_path FROM CURRENT AS $$ BEGIN"
-    " IF EXISTS (SELECT 1 FROM inserted) AND NOT EXISTS (SELECT 1 FROM outbox_event"
-    " WHERE seq < (SELECT min(seq) FROM inserted)) THEN"
+    " IF EXISTS (SELECT 1 FROM inserted WHERE retry_at IS NULL AND parked_at IS NULL)"
+    " AND NOT EXISTS (SELECT 1 FROM outbox_event WHERE seq < (SELECT min(seq) FROM inserted)"
+    " AND parked_at IS NULL AND retry_at IS NULL) THEN"
     " PERFORM pg_notify('klaxon_outbox_' || TG_TABLE_SCHEMA, ''); END IF;"
     " RETURN NULL; END $$"
 )

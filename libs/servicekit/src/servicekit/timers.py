@@ -1,16 +1,28 @@
-"""Durable timers: rows with a ``due_at``, fired by any replica exactly when due.
+"""Durable timers: rows with a ``due_at``, fired by any replica at or after it.
 
-Guarantee: a timer scheduled in a committed transaction fires at least once,
-at or after its ``due_at``, even across restarts; a firing whose handler
-commits deletes the timer in the same transaction, so it does not fire again.
-A handler that raises is rolled back to a savepoint and the timer is retried
-with exponential backoff capped at ``timer_retry_max_s``, its attempts and last
-error recorded. If that record cannot be written, the timer is still pushed back
-in a fresh transaction (where another replica may fire it once more first), so a
-timer that keeps failing never holds back the timers due after it.
-Replicas share due timers with ``SKIP LOCKED``.
-Scheduling the same ``(kind, key)`` again moves the one timer; a handler may
-reschedule its own timer (e.g. a repeating escalation) and it is kept.
+Guarantee: a timer scheduled in a committed transaction fires at least once, at
+or after its ``due_at``, even across restarts; normally within one poll
+(``timer_poll_interval_s``) of it, while the worker has a free slot. A worker
+claims due timers by moving their ``due_at`` forward by a lease
+(``timer_lease_s``) and committing at once (``FOR UPDATE SKIP LOCKED``, so
+replicas share them and no row stays locked while a handler runs). It runs up to
+``timer_concurrency`` handlers at once, each in its own transaction and cut off
+after ``timer_handler_timeout_s``; a handler's commit deletes its timer if it is
+still the one claimed, so a firing that commits does not fire again, while a
+handler that rescheduled its own timer (a repeating escalation) keeps it. A
+worker that dies mid-handler leaves its timers to fire again once their lease
+ends. A handler that commits while its worker loses track of it (a crash, a
+commit whose acknowledgement was lost) can run again, so handlers must be
+idempotent.
+
+A handler that raises or times out is rolled back and its timer retried with
+exponential backoff capped at ``timer_retry_max_s``, its attempts and last
+error recorded; after ``timer_max_attempts`` the timer is parked: kept, never
+claimed, counted in ``/health`` and ``klaxon_parkings_total``, listed and retried with
+the ``parked`` command (`servicekit.parking`). If the failure cannot be recorded,
+the timer is still pushed back without the error text, and failing that its
+lease runs out, so a timer that keeps failing never holds back the others.
+Scheduling the same ``(kind, key)`` again moves the one timer (and unparks it).
 """
 
 import asyncio
@@ -21,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,7 +53,8 @@ _MAX_ERROR_CHARS = 2000
 
 @dataclass(frozen=True)
 class DueTimer:
-    """A timer being fired."""
+    """A timer being fired. ``due_at`` is when it was due as it was claimed (after a retry,
+    the retry's time; after a worker died with it, the end of that worker's lease)."""
 
     id: uuid.UUID
     kind: str
@@ -52,7 +65,7 @@ class DueTimer:
 
 
 TimerHandler = Callable[[AsyncSession, DueTimer], Awaitable[None]]
-"""``async def fire(session, timer)``: do the work, never commit."""
+"""``async def fire(session, timer)``: do the work, never commit; idempotent (see above)."""
 
 
 async def schedule(
@@ -74,6 +87,7 @@ async def schedule(
                 "payload": stmt.excluded.payload,
                 "attempts": 0,
                 "last_error": None,
+                "parked_at": None,
             },
         )
     )
@@ -108,8 +122,16 @@ def _error_text(exc: BaseException) -> str:
     return message[:_MAX_ERROR_CHARS]
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A timer this worker claimed, and the lease (its ``due_at`` now) that says so."""
+
+    due: DueTimer
+    lease_until: datetime
+
+
 class TimerWorker:
-    """Fires due timers of the kinds it has handlers for."""
+    """Fires due timers of the kinds it has handlers for, several at once."""
 
     def __init__(
         self,
@@ -117,95 +139,165 @@ class TimerWorker:
         sessions: async_sessionmaker[AsyncSession],
         handlers: Mapping[str, TimerHandler],
     ) -> None:
+        if settings.timer_lease_s <= settings.timer_handler_timeout_s:
+            raise ValueError(
+                f"timer_lease_s ({settings.timer_lease_s:g}) must exceed"
+                f" timer_handler_timeout_s ({settings.timer_handler_timeout_s:g}),"
+                " or a timer still being handled could be claimed again"
+            )
         self.settings = settings
         self.sessions = sessions
         self.handlers = dict(handlers)
+        self._running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Fire timers until cancelled; survive database outages."""
-        await run_forever(self._poll, "timer worker", self.settings)
+        try:
+            await run_forever(self._poll, "timer worker", self.settings)
+        finally:
+            running = list(self._running)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _poll(self) -> None:
+        """Claim due timers into the free slots; wait for a slot, or for the next poll."""
+        settings = self.settings
         while True:
-            fired = await self.fire_due()
-            if fired < self.settings.timer_batch_size:
-                await asyncio.sleep(self.settings.timer_poll_interval_s)
+            free = settings.timer_concurrency - len(self._running)
+            if free <= 0:
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            wanted = min(free, settings.timer_batch_size)
+            claimed = await self._claim(wanted)
+            for claim in claimed:
+                task = asyncio.create_task(
+                    self._fire(claim), name=f"timer {claim.due.kind}/{claim.due.key}"
+                )
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if len(claimed) < wanted:
+                await asyncio.sleep(settings.timer_poll_interval_s)
 
     async def fire_due(self) -> int:
-        """Fire up to one batch of due timers, each in its own transaction."""
-        fired = 0
-        while fired < self.settings.timer_batch_size and await self._fire_one():
-            fired += 1
-        return fired
+        """Claim up to ``timer_concurrency`` due timers and fire them together; returns how
+        many were claimed."""
+        claimed = await self._claim(self.settings.timer_concurrency)
+        await asyncio.gather(*(self._fire(claim) for claim in claimed))
+        return len(claimed)
 
-    async def _fire_one(self) -> bool:
-        failed: DueTimer | None = None
-        try:
-            async with self.sessions() as session, session.begin():
-                row = (
-                    await session.execute(
-                        select(timer)
-                        .where(timer.c.due_at <= func.now(), timer.c.kind.in_(list(self.handlers)))
-                        .order_by(timer.c.due_at)
-                        .limit(1)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).first()
-                if row is None:
-                    return False
-                due = DueTimer(row.id, row.kind, row.key, row.due_at, row.payload, row.attempts)
-                try:
-                    async with session.begin_nested():
-                        await self.handlers[due.kind](session, due)
-                except Exception as exc:
-                    failed = due
-                    await self._record_failure(session, due, exc)
-                else:
-                    await session.execute(
-                        delete(timer).where(
-                            and_(timer.c.id == due.id, timer.c.due_at == due.due_at)
-                        )
-                    )
-        except Exception:
-            if failed is None:
-                raise
-            log.exception(
-                "could not record the failure of timer %s/%s; pushing it back without it",
-                failed.kind,
-                failed.key,
+    async def _claim(self, limit: int) -> list[_Claim]:
+        """Lease up to `limit` due timers, oldest due first, and commit the lease."""
+        due = (
+            select(timer.c.id, timer.c.due_at)
+            .where(
+                timer.c.due_at <= func.now(),
+                timer.c.parked_at.is_(None),
+                timer.c.kind.in_(list(self.handlers)),
             )
-            await self._push_back(failed)
-        outcome = "done" if failed is None else "failed"
-        metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, outcome).inc()
-        return True
-
-    async def _record_failure(self, session: AsyncSession, due: DueTimer, exc: Exception) -> None:
-        """Log the failure and schedule the retry, keeping the error for diagnosis."""
-        log.exception("timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1)
-        await session.execute(
+            .order_by(timer.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        lease = (
             update(timer)
-            .where(timer.c.id == due.id)
-            .values(
-                attempts=timer.c.attempts + 1,
-                due_at=func.now() + _retry_delay(self.settings, due.attempts),
-                last_error=_error_text(exc),
+            .where(timer.c.id == due.c.id)
+            .values(due_at=func.now() + timedelta(seconds=self.settings.timer_lease_s))
+            .returning(
+                timer.c.id,
+                timer.c.kind,
+                timer.c.key,
+                due.c.due_at.label("was_due_at"),
+                timer.c.payload,
+                timer.c.attempts,
+                timer.c.due_at.label("lease_until"),
             )
         )
+        async with self.sessions() as session, session.begin():
+            rows = (await session.execute(lease)).all()
+        return [
+            _Claim(
+                DueTimer(row.id, row.kind, row.key, row.was_due_at, row.payload, row.attempts),
+                row.lease_until,
+            )
+            for row in sorted(rows, key=lambda row: row.was_due_at)
+        ]
 
-    async def _push_back(self, due: DueTimer) -> None:
-        """Retry `due` later, recording only what cannot fail on a handler's error.
+    async def _fire(self, claim: _Claim) -> None:
+        """Run the handler in a transaction of its own that deletes the timer it claimed."""
+        due = claim.due
+        timeout_s = self.settings.timer_handler_timeout_s
+        outcome = "done"
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                self.sessions() as session,
+                session.begin(),
+            ):
+                await self.handlers[due.kind](session, due)
+                await session.execute(
+                    delete(timer).where(timer.c.id == due.id, timer.c.due_at == claim.lease_until)
+                )
+        except TimeoutError as exc:
+            outcome = "timed_out"
+            log.warning(
+                "timer %s/%s timed out after %gs (attempt %d)",
+                due.kind,
+                due.key,
+                timeout_s,
+                due.attempts + 1,
+            )
+            await self._failed(claim, f"timed out after {timeout_s:g}s", exc)
+        except Exception as exc:
+            outcome = "failed"
+            log.exception("timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1)
+            await self._failed(claim, _error_text(exc), exc)
+        metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, outcome).inc()
 
-        Runs in a fresh transaction because the one that fired `due` is lost.
-        Without it the timer would stay the oldest due one and be fired again on
-        every poll, ahead of everything due after it. It leaves the timer alone if
-        it has since been moved or fired.
-        """
+    async def _failed(self, claim: _Claim, error: str, exc: BaseException) -> None:
+        """Schedule the retry, or park the timer, keeping the error for diagnosis."""
+        due = claim.due
+        attempts = due.attempts + 1
+        parked = attempts >= self.settings.timer_max_attempts
+        if parked:
+            log.error(
+                "timer %s/%s parked after %d attempts; `parked retry` runs it again",
+                due.kind,
+                due.key,
+                attempts,
+            )
+            metrics.PARKINGS.labels(self.settings.service_name, "timer").inc()
+        try:
+            await self._push_back(claim, last_error=error, parked=parked)
+        except Exception:
+            log.exception(
+                "could not record the failure of timer %s/%s; pushing it back without it",
+                due.kind,
+                due.key,
+            )
+            try:
+                await self._push_back(claim, last_error=None, parked=parked)
+            except Exception:
+                log.exception(
+                    "could not push back timer %s/%s; it fires again when its lease ends",
+                    due.kind,
+                    due.key,
+                )
+
+    async def _push_back(self, claim: _Claim, *, last_error: str | None, parked: bool) -> None:
+        """Count the attempt and move the timer to its retry (or park it), unless it has
+        since been moved, fired or claimed again."""
+        values: dict[str, Any] = {
+            "attempts": timer.c.attempts + 1,
+            "due_at": func.now() + _retry_delay(self.settings, claim.due.attempts),
+            "parked_at": func.now() if parked else None,
+        }
+        if last_error is not None:
+            values["last_error"] = last_error
         async with self.sessions() as session, session.begin():
             await session.execute(
                 update(timer)
-                .where(timer.c.id == due.id, timer.c.due_at == due.due_at)
-                .values(
-                    attempts=timer.c.attempts + 1,
-                    due_at=func.now() + _retry_delay(self.settings, due.attempts),
-                )
+                .where(timer.c.id == claim.due.id, timer.c.due_at == claim.lease_until)
+                .values(**values)
             )
