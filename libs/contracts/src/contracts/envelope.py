@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from contracts.registry import Registry
 
 
 class EventPayload(BaseModel):
@@ -83,9 +86,9 @@ class Envelope(BaseModel):
         return cls.model_validate_json(body)
 
 
-def parse_payload(envelope: Envelope) -> EventPayload:
-    """The typed payload of `envelope`; raises UnknownEventType or ValidationError."""
-    from contracts.registry import payload_model
+def parse_payload(envelope: Envelope, registry: Registry | None = None) -> EventPayload:
+    """The typed payload of `envelope`, upcast to the current version of its type (see
+    `contracts.registry.Registry`); raises UnknownEventType or ValidationError."""
+    from contracts.registry import REGISTRY
 
-    model = payload_model(envelope.type, envelope.version)
-    return model.model_validate(envelope.payload, strict=False)
+    return (registry or REGISTRY).parse(envelope)

@@ -11,8 +11,10 @@ is enforced here, not as a queue argument, so changing it never stops a consumer
 `servicekit.bus`). A database outage is not the message's
 fault: the consumer holds the message (unacked) and retries with backoff until
 the database answers, without spending its deliveries. A message that is not a valid envelope,
-has an unknown type or a payload that does not parse goes straight to the
-dead-letter queue. Nothing a message contains can stop the consumer.
+has an unknown type or version or a payload that does not parse goes straight to the
+dead-letter queue. Nothing a message contains can stop the consumer. A payload of an older
+version is upcast (`contracts.registry.Registry`): a handler always gets the current
+version; the envelope it gets is the one received.
 
 Under load, messages that are already waiting are handled together in one
 transaction (up to ``consumer_batch_size``), so one commit (one fsync) serves
@@ -38,6 +40,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload, topology
+from contracts.registry import REGISTRY, Registry
 from servicekit import bus, metrics
 from servicekit.db import is_database_outage
 from servicekit.logging import correlation_id
@@ -120,8 +123,11 @@ class Consumer:
         handlers: Mapping[str, Handler],
         *,
         service: str | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry or REGISTRY
+        """Payload models by version: a handler gets the current version of its payload."""
         self.sessions = sessions
         self.handlers = dict(handlers)
         self.service = service or settings.service_name
@@ -206,7 +212,7 @@ class Consumer:
             handler = self.handlers.get(envelope.type)
             if handler is None:
                 raise UnknownEventType(f"{self.service} has no handler for {envelope.type!r}")
-            payload = parse_payload(envelope)
+            payload = parse_payload(envelope, self.registry)
         except (ValidationError, UnknownEventType, ValueError) as exc:
             log.error(
                 "dead-lettering unparseable message %s: %s",
