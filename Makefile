@@ -36,8 +36,14 @@ install: ## install uv if missing, then every workspace package and the dev tool
 infra: install ## check that Postgres and RabbitMQ answer (start them with Docker if it is there)
 	$(DEVRUN) infra
 
+# Tests that restart RabbitMQ or Postgres (marker `slow`) run after the rest, alone: a
+# restart would fail whatever else runs beside it. The rest run in TEST_JOBS processes.
+TEST_JOBS ?= 2
+TEST_ENV := KLAXON_TEST_ADMIN_URL='$(ADMIN_URL)' KLAXON_TEST_AMQP_URL='$(AMQP_URL)'
+
 test: install infra ## install, make sure Postgres and RabbitMQ answer, run the whole suite
-	KLAXON_TEST_ADMIN_URL='$(ADMIN_URL)' KLAXON_TEST_AMQP_URL='$(AMQP_URL)' $(UV_RUN) pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(UV_RUN) pytest -n $(TEST_JOBS) -m 'not slow' $(PYTEST_ARGS)
+	$(TEST_ENV) $(UV_RUN) pytest -m slow $(PYTEST_ARGS)
 
 lint: ## ruff and mypy, as CI runs them
 	$(UV_RUN) ruff check
