@@ -107,10 +107,12 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
 )
 """Driver-level failures seen when the database could not be reached."""
 
-_AMBIGUOUS: tuple[type[Exception], ...] = (OSError, TimeoutError)
+_AMBIGUOUS: tuple[type[Exception], ...] = (OSError, TimeoutError, asyncpg.InterfaceError)
 """Raised by an unreachable database, and as readily by anything else a handler or route
-calls (an SMTP server, an HTTP API, a timeout): `is_database_outage` asks the database
-before it believes one of these."""
+calls (an SMTP server, an HTTP API, a timeout), or, for asyncpg's `InterfaceError`, by a
+query the driver refuses (a wrong argument count, a value it cannot encode, an operation
+on a busy connection): `is_database_outage` asks the database before it believes one of
+these."""
 
 TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (*_UNREACHABLE, DBAPIError)
 """The exception types `is_transient` may say yes to."""
@@ -157,6 +159,25 @@ async def is_database_outage(
     """
     if not is_transient(exc):
         return False
-    if isinstance(exc, _AMBIGUOUS):
+    if _ambiguous(exc):
         return not await database_answers(sessions)
     return True
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """True if `exc` may as well be a bug or another server's failure as a database outage.
+
+    SQLAlchemy wraps asyncpg's `InterfaceError` in its own `InterfaceError`. Only one
+    raised on a connection that is now closed (SQLAlchemy's ``connection_invalidated``,
+    asyncpg's "connection is closed") surely means the connection was lost.
+    """
+    if isinstance(exc, DBAPIError):
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        return (
+            not exc.connection_invalidated
+            and isinstance(cause, asyncpg.InterfaceError)
+            and _ambiguous(cause)
+        )
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" not in str(exc)
+    return isinstance(exc, _AMBIGUOUS)
