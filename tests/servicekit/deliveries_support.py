@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
+from servicekit.consumer import Handler
 from servicekit.deliveries import Delivery, Outcome, OutcomeHandler, PermanentFailure, Sender
 from servicekit.outbox import publish
 from servicekit.runtime import Runtime
@@ -49,6 +50,10 @@ class Recorder:
     status_for: Callable[[Request], int] = lambda _: 200
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+
+    def received(self, n: int) -> bool:
+        """True once at least `n` requests have arrived."""
+        return len(self.requests) >= n
 
     def keys(self) -> list[str]:
         """Dedupe keys of every request received, in order."""
@@ -161,17 +166,19 @@ async def all_in_state(runtime: Runtime, state: str, n: int) -> bool:
 @contextlib.asynccontextmanager
 async def delivering(
     settings: ServiceSettings,
-    server: Recorder,
+    url: str,
     *,
     outcomes: Mapping[str, OutcomeHandler] | None = None,
     worker: str = "",
+    handlers: Mapping[str, Handler] | None = None,
 ) -> AsyncIterator[Runtime]:
-    """A started runtime whose worker sends the webhook channel to `server`, listening."""
+    """A started runtime whose worker sends the webhook channel to `url`, listening."""
     async with httpx.AsyncClient() as client:
         runtime = Runtime(
             settings,
-            senders=webhook(client, server.url, worker=worker),
+            senders=webhook(client, url, worker=worker),
             delivery_outcomes=outcomes,
+            handlers=handlers,
         )
         await runtime.start()
         try:

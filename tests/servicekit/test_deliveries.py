@@ -3,6 +3,7 @@
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +30,7 @@ async def test_a_delivery_enqueued_in_a_rolled_back_transaction_is_never_sent(
     env: Throwaway,
 ) -> None:
     settings = await _settings(env, delivery_poll_interval_s=0.1)
-    async with recorder() as server, delivering(settings, server) as runtime:
+    async with recorder() as server, delivering(settings, server.url) as runtime:
         async with runtime.sessions() as session, session.begin():
             await enqueue(session, channel=CHANNEL, dedupe_key="rolled-back", payload={})
             await session.rollback()
@@ -43,7 +44,7 @@ async def test_a_delivery_enqueued_in_a_rolled_back_transaction_is_never_sent(
 
 async def test_a_second_enqueue_with_the_same_dedupe_key_adds_nothing(env: Throwaway) -> None:
     settings = await _settings(env)
-    async with recorder() as server, delivering(settings, server) as runtime:
+    async with recorder() as server, delivering(settings, server.url) as runtime:
         async with runtime.sessions() as session, session.begin():
             first = await enqueue(session, channel=CHANNEL, dedupe_key="ack:1", payload={"n": 1})
             again = await enqueue(session, channel=CHANNEL, dedupe_key="ack:1", payload={"n": 2})
@@ -59,20 +60,20 @@ async def test_a_queued_delivery_wakes_the_worker_at_once(env: Throwaway) -> Non
     """The worker polls every 30 s here; each delivery must go out within a fraction of that."""
     settings = await _settings(env, delivery_poll_interval_s=30.0)
     latencies = []
-    async with recorder() as server, delivering(settings, server) as runtime:
+    async with recorder() as server, delivering(settings, server.url) as runtime:
         for i in range(5):
             await asyncio.sleep(0.2)  # let the worker settle into its long wait
+            started = time.monotonic()
             async with runtime.sessions() as session, session.begin():
                 await enqueue(session, channel=CHANNEL, dedupe_key=f"wake-{i}", payload={})
-            committed = time.monotonic()
-            await eventually(lambda i=i: len(server.requests) > i, timeout_s=5, interval_s=0.005)
-            latencies.append(server.requests[i].received_at - committed)
+            await eventually(partial(server.received, i + 1), timeout_s=5, interval_s=0.005)
+            latencies.append(server.requests[i].received_at - started)
     assert max(latencies) < 1.0, latencies
 
 
 async def test_a_delivery_due_later_is_sent_when_due_without_a_poll(env: Throwaway) -> None:
     settings = await _settings(env, delivery_poll_interval_s=30.0)
-    async with recorder() as server, delivering(settings, server) as runtime:
+    async with recorder() as server, delivering(settings, server.url) as runtime:
         await asyncio.sleep(0.2)
         async with runtime.sessions() as session, session.begin():
             due_at = datetime.now(UTC) + timedelta(seconds=1)
@@ -95,7 +96,7 @@ async def test_sent_delivery_records_the_provider_result_and_reports_it_through_
 
     async with (
         recorder() as server,
-        delivering(settings, server, outcomes={CHANNEL: on_outcome}) as runtime,
+        delivering(settings, server.url, outcomes={CHANNEL: on_outcome}) as runtime,
     ):
         async with runtime.sessions() as session, session.begin():
             await enqueue(session, channel=CHANNEL, dedupe_key="hello", payload={"to": "ada"})
