@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from servicekit.auth import ADMIN, create_api_key
 from servicekit.bus import ReplayStopped, declare_topology, replay_dead_letters
+from servicekit.catalogue import request_if_empty
 from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
@@ -43,10 +44,22 @@ async def declare_broker(settings: ServiceSettings) -> None:
         await declare_topology(connection, exchange=settings.exchange, prefix=settings.queue_prefix)
 
 
-async def migrate(settings: ServiceSettings, migrations: Path) -> None:
-    """What ``migrate`` does: upgrade the service's schema, then `declare_broker`, so no
-    event is published before the queue that must receive it exists."""
+async def migrate_database(settings: ServiceSettings, migrations: Path) -> None:
+    """Upgrade the service's schema; ask for the product catalogue if its copy is empty
+    (`servicekit.catalogue.request_if_empty`)."""
     await upgrade(settings, migrations)
+    engine = create_engine(settings)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            await request_if_empty(session, service=settings.service_name)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(settings: ServiceSettings, migrations: Path) -> None:
+    """What ``migrate`` does: `migrate_database`, then `declare_broker`, so no event is
+    published before the queue that must receive it exists."""
+    await migrate_database(settings, migrations)
     await declare_broker(settings)
 
 
@@ -110,7 +123,7 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
             access_log=False,
         )
     elif args.command == "migrate":
-        asyncio.run(upgrade(settings, service.migrations))
+        asyncio.run(migrate_database(settings, service.migrations))
         try:
             asyncio.run(declare_broker(settings))
         except (AMQPError, OSError) as exc:
