@@ -1,0 +1,384 @@
+"""Pages: open or join, notify a level, escalate, acknowledge, resolve.
+
+Guarantees: one open page per dedup key, enforced by the partial unique index
+``uq_page_dedup_key_open`` (a trigger is an ``INSERT ... ON CONFLICT`` on it, never a
+read then a write), so concurrent triggers for one outage make one page. The
+escalation policy is copied onto the page when it opens. Each notification is a
+delivery whose dedupe key names the page, round, level, person and channel, so a
+replayed step sends nothing twice. The ladder's timer (kind ``escalate``, key the
+page) carries the level and round it was set for; a stale firing does nothing.
+States move forward only; doing again what is done is success. Nothing here commits.
+"""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Row, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.common import Person, ProductRef
+from contracts.notifier import (
+    PageAcknowledged,
+    PageEscalated,
+    PageOpened,
+    PageResolved,
+    PageSource,
+    Urgency,
+)
+from notifier import emails, links, timeline
+from notifier.models import escalation_policy, page, page_ticket
+from notifier.oncall import SENDABLE_CHANNELS, Contact, target_person
+from notifier.settings import Settings
+from servicekit import timers
+from servicekit.deliveries import enqueue
+from servicekit.outbox import publish
+from servicekit.problems import Conflict, NotFound
+
+ESCALATE = "escalate"
+"""Timer kind of a page's ladder; its key is the page id."""
+
+
+async def choose_policy(session: AsyncSession, product_slug: str) -> dict[str, Any]:
+    """The product's escalation policy, else the default one, as a page keeps it."""
+    row = (
+        await session.execute(
+            select(escalation_policy)
+            .where(
+                (escalation_policy.c.product_slug == product_slug) | escalation_policy.c.is_default
+            )
+            .order_by(escalation_policy.c.is_default)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return {"id": None, "name": None, "repeat": 0, "levels": []}
+    return {"id": str(row.id), "name": row.name, "repeat": row.repeat, "levels": row.levels}
+
+
+async def trigger(
+    session: AsyncSession,
+    *,
+    dedup_key: str,
+    product: ProductRef,
+    source: PageSource,
+    summary: str,
+    urgency: Urgency,
+) -> tuple[Row[Any], bool]:
+    """Open a page for `dedup_key`, or join the open one; returns it (locked for this
+    transaction) and whether it was opened now."""
+    policy = await choose_policy(session, product.slug)
+    stmt = insert(page).values(
+        id=uuid.uuid4(),
+        dedup_key=dedup_key,
+        product_slug=product.slug,
+        product_name=product.name,
+        source=source.value,
+        summary=summary[:2000],
+        urgency=urgency.value,
+        policy=policy,
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[page.c.dedup_key],
+        index_where=page.c.state != "resolved",
+        set_={"dedup_key": stmt.excluded.dedup_key},
+    ).returning(*page.c, literal_column("(xmax = 0)").label("opened"))
+    row = (await session.execute(upsert)).one()
+    return row, bool(row.opened)
+
+
+async def start(
+    session: AsyncSession,
+    settings: Settings,
+    row: Row[Any],
+    *,
+    causation: Envelope | None,
+    monitor_ids: tuple[uuid.UUID, ...] = (),
+) -> None:
+    """A page just opened: record it, publish ``page.opened``, notify level 1 and set the
+    ladder's timer (high urgency only)."""
+    tickets = await timeline.ticket_ids(session, row.id)
+    levels = row.policy["levels"]
+    await timeline.note(
+        session,
+        row.id,
+        "opened",
+        f"{row.source}: {row.summary} (policy {row.policy['name'] or 'none'}, {row.urgency} urgency)",
+    )
+    await publish(
+        session,
+        PageOpened(
+            page_id=row.id,
+            product=timeline.product_of(row),
+            source=PageSource(row.source),
+            summary=row.summary,
+            urgency=Urgency(row.urgency),
+            ticket_ids=tickets,
+            monitor_ids=monitor_ids,
+            opened_at=row.opened_at,
+        ),
+        producer=timeline.PRODUCER,
+        causation=causation,
+    )
+    await notify(session, settings, row, level=1, round_=1)
+    if row.urgency == Urgency.HIGH and levels:
+        await _set_timer(session, row.id, levels, level=1, round_=1)
+
+
+async def raise_urgency(session: AsyncSession, row: Row[Any], reason: str) -> None:
+    """A low-urgency page becomes high (a CRITICAL ticket joined): its ladder starts."""
+    raised = (
+        await session.execute(
+            update(page)
+            .where(page.c.id == row.id, page.c.urgency == Urgency.LOW, page.c.state == "triggered")
+            .values(urgency=Urgency.HIGH.value)
+            .returning(page.c.id)
+        )
+    ).first()
+    if raised and row.policy["levels"]:
+        await timeline.note(session, row.id, "urgency_raised", reason)
+        await _set_timer(session, row.id, row.policy["levels"], level=row.level, round_=row.round)
+
+
+async def _set_timer(
+    session: AsyncSession,
+    page_id: uuid.UUID,
+    levels: list[dict[str, Any]],
+    *,
+    level: int,
+    round_: int,
+) -> None:
+    timeout_s = float(levels[level - 1]["timeout_s"])
+    await timers.schedule(
+        session,
+        kind=ESCALATE,
+        key=str(page_id),
+        due_at=timeline.now() + timedelta(seconds=timeout_s),
+        payload={"page_id": str(page_id), "level": level, "round": round_},
+    )
+
+
+async def notify(
+    session: AsyncSession,
+    settings: Settings,
+    row: Row[Any],
+    *,
+    level: int,
+    round_: int,
+    reason: str = "",
+) -> Contact | None:
+    """Queue the notifications of one level of a page's ladder; returns whom they reach."""
+    levels = row.policy["levels"]
+    if not levels:
+        await timeline.note(session, row.id, "nobody", "no escalation policy: nobody to notify")
+        return None
+    who = await target_person(session, levels[level - 1], timeline.now())
+    if who is None:
+        await timeline.note(session, row.id, "nobody", f"level {level}: nobody on call")
+        return None
+    tickets = (
+        await session.execute(
+            select(page_ticket)
+            .where(page_ticket.c.page_id == row.id)
+            .order_by(page_ticket.c.joined_at)
+            .limit(50)
+        )
+    ).all()
+    queued = []
+    for channel, delay_s in who.rules:
+        address = who.address(channel)
+        if channel not in SENDABLE_CHANNELS or not address:
+            why = "no sender for it yet" if address else f"{who.name} has no {channel} address"
+            await timeline.note(session, row.id, "not_sent", f"{channel} to {who.name}: {why}")
+            continue
+        key = f"page:{row.id}:r{round_}:l{level}:{who.id}:{channel}:{delay_s}"
+        context = {
+            "heading": f"[Klaxon] {row.product_name}: {row.summary}"[:200],
+            "product_name": row.product_name,
+            "summary": row.summary,
+            "opened_at": emails.fmt_time(row.opened_at),
+            "level": level,
+            "round": round_,
+            "reason": reason,
+            "tickets": [t._asdict() for t in tickets],
+            "ack_url": links.action_url(
+                settings, page_id=row.id, action="acknowledge", person_id=who.id
+            ),
+            "resolve_url": links.action_url(
+                settings, page_id=row.id, action="resolve", person_id=who.id
+            ),
+        }
+        payload = emails.render(
+            settings,
+            template="page",
+            to=address,
+            subject=f"[Klaxon] {row.product_name}: {row.summary}"[:250],
+            dedupe_key=key,
+            thread=emails.page_thread(settings, row.id),
+            is_thread_start=(level, round_) == (1, 1) and delay_s == 0,
+            context=context,
+            meta={
+                "purpose": "page",
+                "page_id": str(row.id),
+                "person_id": str(who.id),
+                "person_name": who.name,
+                "level": level,
+                "round": round_,
+                "skip_unless_triggered": delay_s > 0,
+            },
+        )
+        due_at = timeline.now() + timedelta(seconds=delay_s) if delay_s else None
+        await enqueue(session, channel=channel, dedupe_key=key, payload=payload, due_at=due_at)
+        queued.append(f"{channel}" + (f" after {delay_s} s" if delay_s else ""))
+    await timeline.note(
+        session,
+        row.id,
+        "notifying",
+        f"level {level} round {round_}: {who.name} by {', '.join(queued) or 'nothing'}",
+    )
+    return who
+
+
+async def escalate(
+    session: AsyncSession,
+    settings: Settings,
+    page_id: uuid.UUID,
+    *,
+    reason: str,
+    causation: Envelope | None,
+    expected: tuple[int, int] | None = None,
+) -> bool:
+    """Move a page's ladder on and notify the new level.
+
+    With `expected` (the timer's level and round) it acts only if the page is still
+    triggered at that step, and goes past the top level into the next round (or stops
+    when the rounds are spent). Without it (a deadline passed) it goes to the next level,
+    repeating the top one, whatever the state, unless resolved.
+    """
+    row = await timeline.locked_page(session, page_id)
+    if row is None or row.state == "resolved":
+        return False
+    levels = row.policy["levels"]
+    if not levels:
+        return False
+    if expected is not None:
+        if row.state != "triggered" or (row.level, row.round) != expected:
+            return False
+        if row.level < len(levels):
+            level, round_ = row.level + 1, row.round
+        elif row.round <= row.policy["repeat"]:
+            level, round_ = 1, row.round + 1
+        else:
+            await timeline.note(
+                session, row.id, "ladder_exhausted", "every level was paged; nobody acknowledged"
+            )
+            return False
+    else:
+        level, round_ = min(row.level + 1, len(levels)), row.round
+    await session.execute(update(page).where(page.c.id == row.id).values(level=level, round=round_))
+    await timeline.note(
+        session, row.id, "escalated", f"level {row.level} -> {level} (round {round_}): {reason}"
+    )
+    who = await notify(session, settings, row, level=level, round_=round_, reason=reason)
+    await publish(
+        session,
+        PageEscalated(
+            page_id=row.id,
+            product=timeline.product_of(row),
+            from_level=row.level,
+            to_level=level,
+            oncall=Person(name=who.name, email=who.email)
+            if who and who.email
+            else timeline.klaxon_person(settings, who.name if who else "nobody on call"),
+            reason=reason,
+            ticket_ids=await timeline.ticket_ids(session, row.id),
+            escalated_at=timeline.now(),
+        ),
+        producer=timeline.PRODUCER,
+        causation=causation,
+    )
+    if row.state == "triggered" and row.urgency == Urgency.HIGH:
+        await _set_timer(session, row.id, levels, level=level, round_=round_)
+    return True
+
+
+async def acknowledge(
+    session: AsyncSession,
+    settings: Settings,
+    page_id: uuid.UUID,
+    *,
+    by: Person,
+    by_id: uuid.UUID | None,
+    causation: Envelope | None = None,
+) -> Row[Any]:
+    """Acknowledge a page: its ladder stops. Acknowledging again is success; a resolved
+    page cannot be acknowledged (409)."""
+    row = await timeline.locked_page(session, page_id)
+    if row is None:
+        raise NotFound(f"no page {page_id}")
+    if row.state == "resolved":
+        raise Conflict("the page is already resolved")
+    if row.state == "acknowledged":
+        return row
+    at = timeline.now()
+    await session.execute(
+        update(page)
+        .where(page.c.id == page_id)
+        .values(
+            state="acknowledged",
+            acknowledged_at=at,
+            acknowledged_by=by_id,
+            acknowledged_by_name=by.name,
+        )
+    )
+    await timers.cancel(session, kind=ESCALATE, key=str(page_id))
+    await timeline.note(session, page_id, "acknowledged", f"by {by.name}")
+    await publish(
+        session,
+        PageAcknowledged(
+            page_id=page_id,
+            product=timeline.product_of(row),
+            by=by,
+            ticket_ids=await timeline.ticket_ids(session, page_id),
+            acknowledged_at=at,
+        ),
+        producer=timeline.PRODUCER,
+        causation=causation,
+    )
+    return await timeline.locked_page(session, page_id) or row
+
+
+async def resolve(
+    session: AsyncSession,
+    page_id: uuid.UUID,
+    *,
+    note: str,
+    causation: Envelope | None = None,
+) -> Row[Any]:
+    """Resolve a page (from triggered or acknowledged); resolving again is success."""
+    row = await timeline.locked_page(session, page_id)
+    if row is None:
+        raise NotFound(f"no page {page_id}")
+    if row.state == "resolved":
+        return row
+    at = timeline.now()
+    await session.execute(
+        update(page).where(page.c.id == page_id).values(state="resolved", resolved_at=at)
+    )
+    await timers.cancel(session, kind=ESCALATE, key=str(page_id))
+    await timeline.note(session, page_id, "resolved", note)
+    await publish(
+        session,
+        PageResolved(
+            page_id=page_id,
+            product=timeline.product_of(row),
+            ticket_ids=await timeline.ticket_ids(session, page_id),
+            resolved_at=at,
+            note=note[:2000],
+        ),
+        producer=timeline.PRODUCER,
+        causation=causation,
+    )
+    return await timeline.locked_page(session, page_id) or row
