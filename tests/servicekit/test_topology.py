@@ -1,6 +1,9 @@
 """`migrate` declares every queue and binding of the routing table, so no event is lost
 to the unrouted queue because its consumer has not started yet."""
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable
 
 import aio_pika
@@ -10,6 +13,7 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 
 from contracts import Envelope, topology
 from contracts.intake import TicketFiled
+from intake.settings import Settings as IntakeSettings
 from servicekit import outbox
 from servicekit.cli import migrate
 from servicekit.consumer import routing_keys
@@ -151,3 +155,50 @@ def test_a_service_the_routing_table_does_not_name_is_bound_to_its_handlers() ->
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def _run_migrate(settings: ServiceSettings, **overrides: str) -> tuple[int, str]:
+    """Run ``python -m intake migrate`` as a process with `settings` in its environment."""
+    variables = {
+        f"KLAXON_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if name in {"database_url", "db_schema", "amqp_url", "exchange", "queue_prefix"}
+    }
+    variables.update(overrides)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "intake",
+        "migrate",
+        env={**os.environ, **variables, "KLAXON_LOG_JSON": "false"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, stderr.decode()
+
+
+async def test_the_migrate_command_declares_the_notifiers_queue(
+    env: Throwaway, channel: AbstractChannel
+) -> None:
+    settings = env.settings(IntakeSettings, schema="intake")
+    await env.provision(settings, None)
+
+    code, stderr = await _run_migrate(settings)
+    assert code == 0, stderr
+
+    exchange = await channel.get_exchange(env.exchange)
+    filed = Envelope.wrap(ticket_filed("by hand"), producer="intake")
+    await exchange.publish(aio_pika.Message(filed.to_json()), routing_key=filed.type)
+    notifier_queue = topology.service_queue("notifier", prefix=env.prefix)
+    await eventually(lambda: _equals(_ready(channel, notifier_queue), 1))
+
+
+async def test_the_migrate_command_fails_clearly_without_the_broker(env: Throwaway) -> None:
+    settings = env.settings(IntakeSettings, schema="intake")
+    await env.provision(settings, None)
+
+    code, stderr = await _run_migrate(settings, KLAXON_AMQP_URL="amqp://guest:guest@127.0.0.1:1/")
+
+    assert code == 2
+    assert "the broker's queues could not be declared" in stderr
