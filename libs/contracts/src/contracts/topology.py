@@ -59,6 +59,7 @@ CONSUMES: dict[str, frozenset[str]] = {
         {
             "ticket.filed",
             "monitor.down",
+            "monitor.degraded",
             "monitor.up",
             "page.notified",
             "page.acknowledged",

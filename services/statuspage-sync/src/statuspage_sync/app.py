@@ -1,12 +1,49 @@
-"""The statuspage-sync service's FastAPI app."""
+"""The statuspage-sync service's FastAPI app: the admin API under ``/v1`` and the public
+status pages under ``/status/<slug>/`` (served from memory, see `statuspage_sync.cache`)."""
 
 from fastapi import FastAPI
 
-from servicekit.runtime import create_service_app
+from servicekit.api_openapi import install_openapi
+from servicekit.runtime import Runtime, create_service_app
 from servicekit.settings import ServiceSettings
+from statuspage_sync import deadlines, maintenance
+from statuspage_sync.api import BODY_MODELS, router
+from statuspage_sync.cache import PageCache
+from statuspage_sync.handlers import make_handlers
+from statuspage_sync.public import PublicPages
 from statuspage_sync.settings import Settings
+
+DESCRIPTION = (
+    "Status pages kept true by monitor verdicts and engineers' notices. The admin API "
+    "(`/v1`, API key with `statuspage:read` / `statuspage:write`) manages pages, components, "
+    "incidents, notices and maintenances. The public pages need no key: "
+    "`/status/<slug>/` (HTML), `/status/<slug>/api/v2/summary.json` and the other "
+    "Statuspage v2 JSON documents, `/status/<slug>/history.atom` and `history.rss`."
+)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app; its database and broker connections open in the lifespan."""
-    return create_service_app(settings or Settings(), title="Klaxon statuspage-sync")
+    if not isinstance(settings, Settings):
+        settings = Settings.model_validate(settings.model_dump()) if settings else Settings()
+    cache = PageCache(settings)
+
+    async def follow_versions(runtime: Runtime) -> None:
+        await cache.follow(runtime)
+
+    app = create_service_app(
+        settings,
+        title="Klaxon statuspage-sync",
+        routers=[router],
+        handlers=make_handlers(settings),
+        timer_handlers={
+            **deadlines.make_timer_handlers(settings),
+            **maintenance.make_timer_handlers(settings),
+        },
+        loops={"page versions": follow_versions},
+        description=DESCRIPTION,
+    )
+    app.state.page_cache = cache
+    app.mount("/status", PublicPages(cache))
+    install_openapi(app, body_models=BODY_MODELS)
+    return app

@@ -1,0 +1,124 @@
+"""Event handlers: monitors move components, CRITICAL reports start deadlines, pages of
+the notifier are noted on them. Each runs in the consumer's transaction, never commits,
+and accepts events late, early and twice."""
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.common import ComponentStatus, Severity
+from contracts.intake import TicketFiled
+from contracts.monitor import MonitorCameUp, MonitorDegraded, MonitorWentDown
+from contracts.notifier import PageAcknowledged, PageNotified
+from contracts.products import ProductChanged
+from servicekit.consumer import Handler
+from servicekit.tables import catalogue_product
+from statuspage_sync import deadlines, monitoring
+from statuspage_sync.settings import Settings
+
+
+async def on_product_changed(
+    session: AsyncSession, payload: ProductChanged, envelope: Envelope
+) -> None:
+    """Keep the product names events carry (newest ``changed_at`` wins)."""
+    stmt = insert(catalogue_product).values(
+        slug=payload.slug, name=payload.name, active=payload.active, changed_at=payload.changed_at
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[catalogue_product.c.slug],
+            set_={
+                "name": stmt.excluded.name,
+                "active": stmt.excluded.active,
+                "changed_at": stmt.excluded.changed_at,
+            },
+            where=catalogue_product.c.changed_at < stmt.excluded.changed_at,
+        )
+    )
+
+
+async def on_page_notified(
+    session: AsyncSession, payload: PageNotified, envelope: Envelope
+) -> None:
+    """The on-call engineer was paged for these reports: their reminders name the page."""
+    await deadlines.link_page(session, ticket_ids=payload.ticket_ids, page_id=payload.page_id)
+
+
+async def on_page_acknowledged(
+    session: AsyncSession, payload: PageAcknowledged, envelope: Envelope
+) -> None:
+    """An engineer took the page: noted on the reports' deadlines (the promise still holds)."""
+    await deadlines.acknowledged(session, ticket_ids=payload.ticket_ids, at=payload.acknowledged_at)
+
+
+def make_handlers(settings: Settings) -> dict[str, Handler]:
+    """The service's event handlers, bound to its settings."""
+
+    async def on_ticket_filed(
+        session: AsyncSession, payload: TicketFiled, envelope: Envelope
+    ) -> None:
+        """A CRITICAL report starts the 30-minute deadline on the pages of its product."""
+        if payload.severity == Severity.CRITICAL:
+            await deadlines.watch_report(session, settings, payload)
+
+    async def on_monitor_down(
+        session: AsyncSession, payload: MonitorWentDown, envelope: Envelope
+    ) -> None:
+        """A monitor is down: its components show a major outage."""
+        await monitoring.verdict(
+            session,
+            settings,
+            monitor_id=payload.monitor_id,
+            monitor_name=payload.monitor_name,
+            product_slug=payload.product.slug,
+            component_name=payload.component,
+            status=ComponentStatus.MAJOR_OUTAGE,
+            detail=payload.error,
+            url=payload.url,
+            at=payload.confirmed_at or payload.down_since,
+        )
+
+    async def on_monitor_degraded(
+        session: AsyncSession, payload: MonitorDegraded, envelope: Envelope
+    ) -> None:
+        """A monitor answers slowly: its components show degraded performance."""
+        await monitoring.verdict(
+            session,
+            settings,
+            monitor_id=payload.monitor_id,
+            monitor_name=payload.monitor_name,
+            product_slug=payload.product.slug,
+            component_name=payload.component,
+            status=ComponentStatus.DEGRADED_PERFORMANCE,
+            detail=payload.error,
+            url=payload.url,
+            at=payload.degraded_since,
+        )
+
+    async def on_monitor_up(
+        session: AsyncSession, payload: MonitorCameUp, envelope: Envelope
+    ) -> None:
+        """A monitor passes again: its components follow, its incidents may resolve."""
+        await monitoring.verdict(
+            session,
+            settings,
+            monitor_id=payload.monitor_id,
+            monitor_name=payload.monitor_name,
+            product_slug=payload.product.slug,
+            component_name=payload.component,
+            status=ComponentStatus.OPERATIONAL,
+            detail="",
+            url=None,
+            at=payload.up_at,
+        )
+
+    handlers: dict[str, Handler] = {
+        TicketFiled.event_type: on_ticket_filed,
+        MonitorWentDown.event_type: on_monitor_down,
+        MonitorDegraded.event_type: on_monitor_degraded,
+        MonitorCameUp.event_type: on_monitor_up,
+        PageNotified.event_type: on_page_notified,
+        PageAcknowledged.event_type: on_page_acknowledged,
+        ProductChanged.event_type: on_product_changed,
+    }
+    return handlers

@@ -1,0 +1,96 @@
+"""The public status pages, as a plain ASGI app mounted at ``/status``: no key, no
+database query per request (`statuspage_sync.cache`), ETag / 304 and Cache-Control.
+
+``/status/<slug>/`` is the HTML page; beside it ``style.css``, ``history.atom``,
+``history.rss`` and ``api/v2/<document>.json``. Anything else, including a slug that
+does not exist, is the same 404, which tells nothing about what exists.
+"""
+
+import json
+import logging
+
+from starlette.types import Receive, Scope, Send
+
+from statuspage_sync.cache import PageCache, Rendered
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND = json.dumps(
+    {"type": "about:blank", "title": "Not found", "status": 404, "detail": "There is no such page."}
+).encode()
+_UNAVAILABLE = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "The status page is starting; retry shortly.",
+    }
+).encode()
+
+
+class PublicPages:
+    """Serves rendered pages from a `PageCache`."""
+
+    def __init__(self, cache: PageCache) -> None:
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        slug, slash, rest = path.lstrip("/").partition("/")
+        if scope["method"] not in ("GET", "HEAD"):
+            await _send(send, 405, b"", "text/plain", [(b"allow", b"GET, HEAD")], scope)
+            return
+        if slug and not slash:
+            location = f"{root}/{slug}/".encode()
+            await _send(send, 308, b"", "text/plain", [(b"location", location)], scope)
+            return
+        try:
+            rendered = await self.cache.get(slug, rest or "index.html") if slug else None
+        except TimeoutError:
+            headers = [(b"retry-after", b"2")]
+            await _send(send, 503, _UNAVAILABLE, "application/problem+json", headers, scope)
+            return
+        if rendered is None:
+            await _send(send, 404, _NOT_FOUND, "application/problem+json", [], scope)
+            return
+        await self._serve(scope, send, rendered)
+
+    async def _serve(self, scope: Scope, send: Send, rendered: Rendered) -> None:
+        max_age = self.cache.settings.cache_max_age_s
+        headers = [
+            (b"etag", rendered.etag.encode()),
+            (b"cache-control", f"public, max-age={max_age}".encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if rendered.media_type == "application/json":
+            headers.append((b"access-control-allow-origin", b"*"))
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                tags = {tag.strip() for tag in value.decode("latin-1").split(",")}
+                if rendered.etag in tags or "*" in tags:
+                    await _send(send, 304, b"", None, headers, scope)
+                    return
+        await _send(send, 200, rendered.body, rendered.media_type, headers, scope)
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    media_type: str | None,
+    headers: list[tuple[bytes, bytes]],
+    scope: Scope,
+) -> None:
+    all_headers = list(headers)
+    if media_type is not None:
+        all_headers.append((b"content-type", media_type.encode()))
+    if status != 304:
+        all_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    payload = b"" if scope["method"] == "HEAD" or status == 304 else body
+    await send({"type": "http.response.body", "body": payload})
