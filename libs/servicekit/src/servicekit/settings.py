@@ -51,7 +51,10 @@ class ServiceSettings(BaseSettings):
     """A refused row is tried again after ``base * 2**(attempts - 1)`` seconds, at most this."""
     consumer_enabled: bool = True
     consumer_prefetch: int = 64
-    consumer_delivery_limit: int = 5
+    consumer_delivery_limit: int = Field(default=5, ge=0)
+    """A failed event is returned for another try this many times, then dead-lettered
+    (RabbitMQ's ``x-delivery-limit`` meaning: 5 is up to 6 deliveries). Enforced by the
+    consumer, not the queue, so it may change between starts (see `servicekit.bus`)."""
     consumer_batch_size: int = 50
     consumer_workers: int = 1
     """Batches handled at once. One is fastest when handlers only touch the database (as
