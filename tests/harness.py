@@ -1,22 +1,48 @@
-"""Throwaway databases and broker names on the real Postgres and RabbitMQ.
+"""Throwaway databases and broker names on the real Postgres and RabbitMQ, and any
+service run on them.
 
 Every test gets a database of its own (dropped afterwards) and a unique
-exchange/queue prefix (deleted afterwards); nothing is faked.
+exchange/queue prefix (deleted afterwards); nothing is faked. On top of that:
+
+- `service_in_process(env, SERVICE)`: a service's app with its lifespan, provisioned and
+  migrated, and an httpx client for it (``SERVICE`` is the service's
+  `servicekit.cli.ServiceDefinition`, from ``<package>.__main__``);
+- `service_process(env, SERVICE)`: the same as a real ``python -m <package> serve`` on a
+  free port, ready when it answers ``/readyz``; `ServiceProcess.kill` (SIGKILL) and
+  `ServiceProcess.terminate`;
+- `publish(env, payload)`: an event on the test's exchange, as another service's relay
+  would send it;
+- `tap(env, *routing_keys)`: every event published with those keys, to
+  `EventTap.wait_for` and `EventTap.collected`.
+
+A real SMTP server is in `tests.smtp`.
 """
 
 import asyncio
 import contextlib
+import json
 import os
+import signal
+import socket
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aio_pika
 import asyncpg
+import httpx
+from aio_pika.abc import AbstractIncomingMessage
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from contracts import Envelope, EventPayload
+from servicekit import bus
+from servicekit.cli import ServiceDefinition
 from servicekit.db import asyncpg_dsn, provision_schema
 from servicekit.migrations import upgrade
 from servicekit.runtime import Runtime
@@ -28,6 +54,8 @@ ADMIN_URL = os.environ.get(
 AMQP_URL = os.environ.get("KLAXON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 S = TypeVar("S", bound=ServiceSettings)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -144,3 +172,259 @@ async def wait_connected(runtime: Runtime, timeout_s: float = 10.0) -> None:
             loop.connected for loop in (runtime.relay, runtime.consumer) if loop is not None
         ):
             await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now (bound once to pick it, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _settings_class(service: ServiceDefinition) -> type[ServiceSettings]:
+    load = service.load_settings
+    return load if isinstance(load, type) and issubclass(load, ServiceSettings) else ServiceSettings
+
+
+async def service_settings(
+    env: Throwaway, service: ServiceDefinition, **overrides: object
+) -> ServiceSettings:
+    """Settings for `service` on `env`, its schema provisioned and migrated."""
+    cls = _settings_class(service)
+    schema = str(overrides.pop("db_schema", cls.model_fields["db_schema"].default))
+    settings = env.settings(cls, schema=schema, **overrides)
+    await env.provision(settings, service.migrations)
+    return settings
+
+
+@dataclass
+class InProcess:
+    """A service's app running in this process, with a client for it."""
+
+    app: FastAPI
+    settings: ServiceSettings
+    client: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> Runtime:
+        """The app's runtime (engine, sessions, loops, resources)."""
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+
+@contextlib.asynccontextmanager
+async def service_in_process(
+    env: Throwaway, service: ServiceDefinition, **overrides: object
+) -> AsyncIterator[InProcess]:
+    """Provision, migrate and start `service`'s app (lifespan included) on `env`."""
+    settings = await service_settings(env, service, **overrides)
+    app = service.create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url=f"http://{service.name}", timeout=30
+        ) as client,
+    ):
+        yield InProcess(app=app, settings=settings, client=client)
+
+
+def environment(settings: ServiceSettings) -> dict[str, str]:
+    """`settings` as the ``KLAXON_*`` environment variables a service process reads."""
+    variables: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        variables[f"KLAXON_{name.upper()}"] = text
+    return variables
+
+
+@dataclass
+class ServiceProcess:
+    """A service running as ``python -m <package> serve``; its output goes to `log_path`."""
+
+    process: asyncio.subprocess.Process
+    settings: ServiceSettings
+    port: int
+    log_path: Path
+    command: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """Where it serves HTTP."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An HTTP client for it (close it, or use it in ``async with``)."""
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kwargs)
+
+    def output(self) -> str:
+        """What it has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, timeout_s: float = 30) -> None:
+        """Wait until ``/readyz`` says 200; fail with its log if it exits or takes too long."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as client:
+            while True:
+                if self.process.returncode is not None:
+                    raise AssertionError(
+                        f"service exited ({self.process.returncode}):\n{self.output()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"not ready within {timeout_s}s:\n{self.output()[-5000:]}")
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> int:
+        """SIGKILL it (no shutdown of any kind) and reap it; returns its exit status."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+        return await self.process.wait()
+
+    async def terminate(self, timeout_s: float = 15) -> int:
+        """SIGTERM it, as an orchestrator would, and wait for it to exit (SIGKILL after
+        `timeout_s`); returns its exit status."""
+        if self.process.returncode is None:
+            self.process.terminate()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.process.wait()
+        except TimeoutError:
+            return await self.kill()
+
+
+async def start_process(
+    settings: ServiceSettings, module: str, *, port: int | None = None
+) -> ServiceProcess:
+    """Start ``python -m <module> serve`` with `settings` in its environment (not waited for)."""
+    port = port or free_port()
+    handle, name = tempfile.mkstemp(prefix=f"klaxon-{module}-", suffix=".log")
+    command = [sys.executable, "-m", module, "serve", "--port", str(port)]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=ROOT,
+            env={**os.environ, **environment(settings), "KLAXON_HTTP_HOST": "127.0.0.1"},
+            stdout=handle,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    finally:
+        os.close(handle)
+    return ServiceProcess(process, settings, port, Path(name), command)
+
+
+@contextlib.asynccontextmanager
+async def service_process(
+    env: Throwaway, service: ServiceDefinition, *, module: str | None = None, **overrides: object
+) -> AsyncIterator[ServiceProcess]:
+    """Provision and migrate `service` on `env`, run it as a real process until it is
+    ready, and stop it afterwards (SIGTERM, then SIGKILL)."""
+    settings = await service_settings(env, service, **overrides)
+    module = module or type(settings).__module__.split(".")[0]
+    if module == "servicekit":
+        raise ValueError(f"name the package to run for {service.name}: module=...")
+    running = await start_process(settings, module)
+    try:
+        await running.wait_ready()
+        yield running
+    finally:
+        await running.terminate()
+        running.log_path.unlink(missing_ok=True)
+
+
+async def publish(
+    env: Throwaway,
+    payload: EventPayload,
+    *,
+    producer: str = "test",
+    causation: Envelope | None = None,
+    correlation_id: uuid.UUID | None = None,
+    routing_key: str | None = None,
+) -> Envelope:
+    """Publish `payload` on the test's exchange as another service's relay would
+    (persistent, confirmed, message_id = event id); returns its envelope."""
+    envelope = Envelope.wrap(
+        payload, producer=producer, causation=causation, correlation_id=correlation_id
+    )
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await bus.declare_events_exchange(channel, env.exchange)
+        await exchange.publish(
+            aio_pika.Message(
+                envelope.to_json(),
+                message_id=str(envelope.id),
+                correlation_id=str(envelope.correlation_id),
+                type=envelope.type,
+                app_id=producer,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key or envelope.type,
+        )
+    return envelope
+
+
+class EventTap:
+    """The events published on a test's exchange with the tapped routing keys."""
+
+    def __init__(self) -> None:
+        self._events: list[Envelope] = []
+        self._arrived = asyncio.Event()
+
+    def collected(self) -> list[Envelope]:
+        """Every event tapped so far, in arrival order."""
+        return list(self._events)
+
+    def of_type(self, event_type: str) -> list[Envelope]:
+        """The tapped events of `event_type`."""
+        return [envelope for envelope in self._events if envelope.type == event_type]
+
+    async def wait_for(
+        self,
+        event_type: str,
+        predicate: Callable[[Envelope], bool] | None = None,
+        timeout_s: float = 10,
+    ) -> Envelope:
+        """The first tapped event (already tapped or still to come) of `event_type` for
+        which `predicate` holds; fails after `timeout_s`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    for envelope in self._events:
+                        if envelope.type == event_type and (
+                            predicate is None or predicate(envelope)
+                        ):
+                            return envelope
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            seen = sorted({envelope.type for envelope in self._events})
+            raise AssertionError(
+                f"no matching {event_type} within {timeout_s}s (tapped: {seen})"
+            ) from None
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._events.append(Envelope.from_json(message.body))
+        self._arrived.set()
+
+
+@contextlib.asynccontextmanager
+async def tap(env: Throwaway, *routing_keys: str) -> AsyncIterator[EventTap]:
+    """Tap the test's exchange for `routing_keys` (topic patterns, e.g. ``ticket.*``) with
+    a queue of its own, gone when the tap closes."""
+    events = EventTap()
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await bus.declare_events_exchange(channel, env.exchange)
+        queue = await channel.declare_queue(
+            f"{env.prefix}.tap.{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True
+        )
+        for key in routing_keys:
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(events._receive, no_ack=True)
+        yield events

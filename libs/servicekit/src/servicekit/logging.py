@@ -1,15 +1,40 @@
-"""JSON logs carrying the correlation id of the request or event being handled."""
+"""JSON logs carrying the correlation id of the request or event being handled.
+
+One id follows a piece of work across services: an HTTP request's
+``X-Correlation-ID`` (a UUID; made up when absent or not a UUID) is set in
+`correlation_id` for the request, and every event the request adds to the outbox
+carries it as its ``correlation_id``; the consumer sets it from each incoming
+event, so what a handler publishes carries the incoming event's. Logs carry it
+throughout.
+"""
 
 import contextvars
 import json
 import logging
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
+
+
+def correlation_uuid(value: str | None) -> uuid.UUID | None:
+    """`value` as a UUID, or None if it is none."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def current_correlation() -> uuid.UUID | None:
+    """The correlation id of the request or event being handled, if there is one."""
+    return correlation_uuid(correlation_id.get())
+
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 

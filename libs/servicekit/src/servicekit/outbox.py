@@ -7,6 +7,12 @@ deleted only after the broker confirmed them, so a relay that dies mid-batch
 leaves them to be published again (consumers dedupe by event id). Several
 relays share the table with ``FOR UPDATE SKIP LOCKED``.
 
+Order: none is promised, not even between two events of one transaction. A relay
+publishes rows oldest first, but several relays, a batch published again, a row
+retried or parked, and the consumer's redeliveries and returns all reorder them.
+Publish events a consumer can apply in any order (state that moves only forward,
+timestamps to compare), never a sequence of steps.
+
 A row the broker refuses (a nack, e.g. from a full queue that rejects publishes, or
 a return of an unroutable event) is that row's failure alone: the rest of its batch
 is deleted as confirmed, and the refused row is tried again after a backoff
@@ -34,6 +40,7 @@ from sqlalchemy.sql.elements import BindParameter
 from contracts import Envelope, EventPayload
 from servicekit import bus, metrics
 from servicekit.db import asyncpg_dsn, server_settings
+from servicekit.logging import current_correlation
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
 from servicekit.sql import Query
@@ -61,7 +68,19 @@ _INSERT_ON_DRIVER = Query.of(_INSERT)
 
 
 def outbox_params(envelope: Envelope) -> dict[str, object]:
-    """Parameters for `OUTBOX_VALUES` that queue `envelope`."""
+    """Parameters for `OUTBOX_VALUES` that queue `envelope`.
+
+    An envelope that starts a correlation of its own (no cause, no correlation id
+    given) joins the one of the request or event being handled instead
+    (`servicekit.logging.current_correlation`).
+    """
+    current = current_correlation()
+    if (
+        current is not None
+        and envelope.causation_id is None
+        and envelope.correlation_id == envelope.id
+    ):
+        envelope = envelope.model_copy(update={"correlation_id": current})
     return {
         "outbox_event_id": envelope.id,
         "outbox_routing_key": envelope.type,
@@ -95,8 +114,17 @@ async def publish(
     producer: str,
     causation: Envelope | None = None,
 ) -> Envelope:
-    """Wrap `payload` in an envelope and add it to the outbox; returns the envelope."""
-    envelope = Envelope.wrap(payload, producer=producer, causation=causation)
+    """Wrap `payload` in an envelope and add it to the outbox; returns the envelope.
+
+    Its correlation id is its cause's, else the current request's or event's
+    (`servicekit.logging.current_correlation`), else its own id.
+    """
+    envelope = Envelope.wrap(
+        payload,
+        producer=producer,
+        causation=causation,
+        correlation_id=None if causation else current_correlation(),
+    )
     await add_event(db, envelope)
     return envelope
 

@@ -38,7 +38,7 @@ from servicekit.consumer import Consumer, Handler, prune_inbox
 from servicekit.db import create_engine, session_factory
 from servicekit.deliveries import DeliveryWorker, OutcomeHandler, SenderFactory, prune_deliveries
 from servicekit.health import health_router
-from servicekit.logging import correlation_id
+from servicekit.logging import correlation_id, correlation_uuid
 from servicekit.outbox import Relay
 from servicekit.problems import install_problem_handlers
 from servicekit.reconnect import run_forever
@@ -259,9 +259,11 @@ def _awaiting(task: asyncio.Task[Any]) -> str:
 
 
 class CorrelationMiddleware:
-    """Tags each request's logs with its X-Correlation-ID (made up if absent) and echoes it.
+    """Tags each request's logs and events with its X-Correlation-ID and echoes it.
 
-    Plain ASGI rather than BaseHTTPMiddleware: it adds next to nothing per request.
+    The id is a UUID, so it can become the ``correlation_id`` of the events the request
+    publishes; a header that is absent or not a UUID gets a new one (the response says
+    which). Plain ASGI rather than BaseHTTPMiddleware: it adds next to nothing per request.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -271,7 +273,8 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = Headers(scope=scope).get("x-correlation-id") or str(uuid.uuid4())
+        given = correlation_uuid(Headers(scope=scope).get("x-correlation-id"))
+        cid = str(given or uuid.uuid4())
         token = correlation_id.set(cid)
 
         async def send_with_id(message: Message) -> None:
