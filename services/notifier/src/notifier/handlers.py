@@ -24,6 +24,7 @@ from contracts.statuspage import (
 from notifier import outcomes, paging, reporters, timeline
 from notifier.models import handled_signal, page, page_monitor, page_ticket, status_page_link
 from notifier.settings import Settings
+from servicekit import catalogue
 from servicekit.consumer import Handler
 from servicekit.timers import DueTimer, TimerHandler
 
@@ -332,6 +333,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         )
 
     return {
+        **catalogue.HANDLERS,
         TicketFiled.event_type: on_ticket_filed,
         MonitorWentDown.event_type: on_monitor_down,
         MonitorCameUp.event_type: on_monitor_up,
