@@ -14,15 +14,17 @@ from tests.intake.helpers import inject, listening
 from tests.notifier.helpers import PRODUCT, Notifier, next_payload, running_notifier, ticket_filed
 from tests.notifier.smtp_server import SmtpServer
 
-REPLICA = {"consumer_workers": 4, "consumer_batch_size": 1}
-
 
 async def test_twenty_tickets_at_once_make_one_page_and_twenty_reporter_emails(
     env: Throwaway, smtp: SmtpServer
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(running_notifier(env, smtp, **REPLICA))
-        await stack.enter_async_context(running_notifier(env, smtp, provision=False, **REPLICA))
+        first = await stack.enter_async_context(
+            running_notifier(env, smtp, consumer_workers=4, consumer_batch_size=1)
+        )
+        await stack.enter_async_context(
+            running_notifier(env, smtp, provision=False, consumer_workers=4, consumer_batch_size=1)
+        )
         alice = await first.person("Alice", "alice@ops.example")
         bob = await first.person("Bob", "bob@ops.example")
         await first.policy(("person", alice, 1.5), ("person", bob, 60))
