@@ -8,6 +8,8 @@ from contracts.envelope import Envelope, EventPayload, UnknownEventType
 from contracts.intake import TicketFiled, TicketStatusChanged
 from contracts.monitor import (
     MonitorCameUp,
+    MonitorCertificateExpiring,
+    MonitorDegraded,
     MonitorVerificationFailed,
     MonitorVerificationPassed,
     MonitorWentDown,
@@ -41,6 +43,8 @@ _ALL: tuple[type[EventPayload], ...] = (
     CatalogueRequested,
     MonitorWentDown,
     MonitorCameUp,
+    MonitorDegraded,
+    MonitorCertificateExpiring,
     MonitorVerificationPassed,
     MonitorVerificationFailed,
     PageOpened,
