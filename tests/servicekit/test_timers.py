@@ -111,7 +111,9 @@ async def test_failure_with_a_nul_in_its_message_is_recorded_and_blocks_nothing(
 async def test_timer_failing_for_thousands_of_attempts_waits_the_max_backoff(
     env: Throwaway,
 ) -> None:
-    settings = await prepared(env, timer_retry_base_s=5.0, timer_retry_max_s=120.0)
+    settings = await prepared(
+        env, timer_retry_base_s=5.0, timer_retry_max_s=120.0, timer_max_attempts=10_000
+    )
     calls: list[int] = []
     down = _failing(calls, "subscriber webhook still down")
 
@@ -122,6 +124,7 @@ async def test_timer_failing_for_thousands_of_attempts_waits_the_max_backoff(
         failed = await _timer_row(runtime, "webhook-1")
     assert calls == [5000]
     assert failed.attempts == 5001
+    assert failed.parked_at is None
     assert started + timedelta(seconds=119) < failed.due_at < finished + timedelta(seconds=121)
 
 
@@ -198,16 +201,31 @@ async def test_handler_may_reschedule_its_own_timer(env: Throwaway) -> None:
         assert fired == ["page-1"] * 3
 
 
-async def test_two_workers_fire_each_timer_once(env: Throwaway) -> None:
-    settings = await prepared(env, timers_enabled=False)
+async def test_two_workers_share_the_timers_and_fire_each_once(env: Throwaway) -> None:
+    settings = await prepared(env, timers_enabled=False, timer_concurrency=4)
+    fired_by: list[list[str]] = [[], []]
+
+    def recording(worker: int) -> TimerHandler:
+        async def handler(session: AsyncSession, due: DueTimer) -> None:
+            fired_by[worker].append(due.key)
+            await asyncio.sleep(0.005)  # a handler takes a moment: the other worker claims too
+            await _note(session, due)
+
+        return handler
+
     async with running(settings) as runtime:
         async with runtime.sessions() as session, session.begin():
             for i in range(200):
                 await schedule(session, kind="deadline", key=str(i), due_at=datetime.now(UTC))
-        workers = [TimerWorker(settings, runtime.sessions, {"deadline": _note}) for _ in range(2)]
+        workers = [
+            TimerWorker(settings, runtime.sessions, {"deadline": recording(i)}) for i in range(2)
+        ]
         await asyncio.gather(*(_drain(worker) for worker in workers))
         notes = await _notes(runtime)
         assert sorted(notes) == sorted(f"deadline:{i}" for i in range(200))
+    assert fired_by[0]
+    assert fired_by[1]
+    assert sorted(fired_by[0] + fired_by[1]) == sorted(str(i) for i in range(200))
 
 
 async def _drain(worker: TimerWorker) -> None:
