@@ -74,7 +74,8 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
     async def on_ticket_filed(
         session: AsyncSession, payload: TicketFiled, envelope: Envelope
     ) -> None:
-        """A CRITICAL ticket opens a page for its product or joins the open one."""
+        """A CRITICAL ticket joins an open page a monitor opened for its product, else
+        opens the product's page or joins it."""
         if payload.severity != Severity.CRITICAL:
             return
         known = await session.scalar(
@@ -82,14 +83,17 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         )
         if known is not None:
             return
-        row, opened = await paging.trigger(
-            session,
-            dedup_key=f"product:{payload.product.slug}",
-            product=payload.product,
-            source=PageSource.TICKET,
-            summary=f"CRITICAL ticket {payload.number}: {payload.subject}",
-            urgency=Urgency.HIGH,
-        )
+        row = await paging.open_monitor_page(session, payload.product.slug)
+        opened = False
+        if row is None:
+            row, opened = await paging.trigger(
+                session,
+                dedup_key=f"product:{payload.product.slug}",
+                product=payload.product,
+                source=PageSource.TICKET,
+                summary=f"CRITICAL ticket {payload.number}: {payload.subject}",
+                urgency=Urgency.HIGH,
+            )
         await _add_ticket(
             session,
             row.id,
@@ -237,6 +241,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             page_id,
             reason=f"no status-page update within {minutes} minutes of a CRITICAL report",
             causation=envelope,
+            step=f"overdue:{payload.ticket_id}:{payload.deadline_at.isoformat()}",
         )
         current = await timeline.locked_page(session, page_id)
         ticket = (

@@ -89,6 +89,24 @@ async def trigger(
     return row, bool(row.opened)
 
 
+async def open_monitor_page(session: AsyncSession, product_slug: str) -> Row[Any] | None:
+    """The oldest open page a monitor opened for the product (locked), if any: a CRITICAL
+    ticket about the same outage joins it rather than paging again."""
+    return (
+        await session.execute(
+            select(page)
+            .where(
+                page.c.product_slug == product_slug,
+                page.c.state != "resolved",
+                page.c.source == PageSource.MONITOR.value,
+            )
+            .order_by(page.c.opened_at)
+            .limit(1)
+            .with_for_update()
+        )
+    ).first()
+
+
 async def start(
     session: AsyncSession,
     settings: Settings,
@@ -168,8 +186,12 @@ async def notify(
     level: int,
     round_: int,
     reason: str = "",
+    step: str = "",
 ) -> Contact | None:
-    """Queue the notifications of one level of a page's ladder; returns whom they reach."""
+    """Queue the notifications of one level of a page's ladder; returns whom they reach.
+
+    `step` tells apart notifications of one level and round that are meant to repeat (a
+    deadline escalating to the top level again)."""
     levels = row.policy["levels"]
     if not levels:
         await timeline.note(session, row.id, "nobody", "no escalation policy: nobody to notify")
@@ -194,6 +216,8 @@ async def notify(
             await timeline.note(session, row.id, "not_sent", f"{channel} to {who.name}: {why}")
             continue
         key = f"page:{row.id}:r{round_}:l{level}:{who.id}:{channel}:{delay_s}"
+        if step:
+            key = f"{key}:{step}"
         context = {
             "heading": f"[Klaxon] {row.product_name}: {row.summary}"[:200],
             "product_name": row.product_name,
@@ -249,6 +273,7 @@ async def escalate(
     reason: str,
     causation: Envelope | None,
     expected: tuple[int, int] | None = None,
+    step: str = "",
 ) -> bool:
     """Move a page's ladder on and notify the new level.
 
@@ -281,7 +306,7 @@ async def escalate(
     await timeline.note(
         session, row.id, "escalated", f"level {row.level} -> {level} (round {round_}): {reason}"
     )
-    who = await notify(session, settings, row, level=level, round_=round_, reason=reason)
+    who = await notify(session, settings, row, level=level, round_=round_, reason=reason, step=step)
     await publish(
         session,
         PageEscalated(
