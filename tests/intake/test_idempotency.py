@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake import tickets
+from intake.tickets import idempotency
 from servicekit.db import asyncpg_dsn
 from servicekit.outbox import notify_channel
 from tests.harness import Throwaway, eventually
@@ -200,14 +201,14 @@ async def test_a_retry_whose_key_was_forgotten_meanwhile_files_anew(
     headers = {**intake.auth(), "Idempotency-Key": "expiring"}
     first = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
     assert first.status_code == 201
-    look_up = tickets._first_use
+    look_up = idempotency.first_use
 
-    async def forgotten_first(conn: asyncpg.Connection, **kwargs: Any) -> Any:
+    async def forgotten_first(session: AsyncSession, **kwargs: Any) -> Any:
         """The maintenance loop forgets the key between the claim and the look-up."""
         await intake.runtime.prune("idempotency keys", _forget_all)
-        return await look_up(conn, **kwargs)
+        return await look_up(session, **kwargs)
 
-    monkeypatch.setattr(tickets, "_first_use", forgotten_first)
+    monkeypatch.setattr(idempotency, "first_use", forgotten_first)
     again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)
     assert again.status_code == 201, again.text
     assert "idempotent-replayed" not in again.headers

@@ -57,7 +57,7 @@ async def test_unknown_or_malformed_ticket_reference_is_a_problem_not_a_crash(
     assert (await intake.client.get("/v1/tickets/KLX-99999", headers=headers)).status_code == 404
     bad = await intake.client.get("/v1/tickets/not-a-ticket", headers=headers)
     assert bad.status_code == 422
-    assert bad.json()["errors"][0]["field"] == "ticket"
+    assert bad.json()["errors"][0]["field"] == "ref"
 
 
 async def test_critical_ticket_event_is_published_through_the_real_broker(intake: Intake) -> None:

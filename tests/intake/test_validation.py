@@ -136,8 +136,8 @@ _FAR_FUTURE_CURSOR = _cursor("9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1)))
     ("method", "path", "field"),
     [
         ("GET", "/v1/tickets/KLX-1000/attachments/not-a-uuid", "attachment_id"),
-        ("GET", f"/v1/tickets/%00/attachments/{uuid.UUID(int=1)}", "ticket"),
-        ("GET", "/v1/tickets/%00", "ticket"),
+        ("GET", f"/v1/tickets/%00/attachments/{uuid.UUID(int=1)}", "ref"),
+        ("GET", "/v1/tickets/%00", "ref"),
         ("GET", "/v1/tickets?organization=%00", "organization"),
         ("GET", "/v1/tickets?organization=a%0Ab", "organization"),
         ("GET", "/v1/tickets?product=a%00", "product"),

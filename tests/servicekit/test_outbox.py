@@ -14,7 +14,6 @@ from servicekit.migrations import upgrade
 from servicekit.outbox import backlog, notify_channel, publish
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
-from servicekit.sql import connection
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
@@ -39,22 +38,6 @@ async def test_event_added_in_rolled_back_transaction_is_never_published(env: Th
             await session.rollback()
         async with runtime.sessions() as session, session.begin():
             marker = await publish(session, ticket_filed("committed"), producer=PRODUCER)
-
-        await eventually(lambda: handled_ids(runtime, {marker.id}))
-        assert [note for _, note in await effects(runtime)] == ["committed"]
-
-
-async def test_events_added_on_a_driver_connection_follow_its_transaction(env: Throwaway) -> None:
-    settings = await prepared(env)
-    async with running(settings, handlers=HANDLERS) as runtime:
-        await wait_connected(runtime)
-        async with connection(runtime.engine) as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            await publish(conn, ticket_filed("rolled back"), producer=PRODUCER)
-            await transaction.rollback()
-            async with conn.transaction():
-                marker = await publish(conn, ticket_filed("committed"), producer=PRODUCER)
 
         await eventually(lambda: handled_ids(runtime, {marker.id}))
         assert [note for _, note in await effects(runtime)] == ["committed"]
@@ -149,13 +132,13 @@ async def test_writers_notify_the_relay_only_while_no_older_event_waits(env: Thr
     await listener.add_listener(notify_channel(settings.db_schema), lambda *a: heard.append(a[2]))
     runtime = Runtime(settings)  # not started: no relay takes the rows
     try:
-        async with connection(runtime.engine) as conn:
-            async with conn.transaction():
-                await publish(conn, ticket_filed("first"), producer=PRODUCER)
+        async with runtime.sessions() as session:
+            async with session.begin():
+                await publish(session, ticket_filed("first"), producer=PRODUCER)
             await eventually(lambda: len(heard) == 1)
             for subject in ("second", "third"):
-                async with conn.transaction():
-                    await publish(conn, ticket_filed(subject), producer=PRODUCER)
+                async with session.begin():
+                    await publish(session, ticket_filed(subject), producer=PRODUCER)
         await asyncio.sleep(0.2)
         assert len(heard) == 1  # the first event waits, so the next two did not notify
     finally:
@@ -164,8 +147,8 @@ async def test_writers_notify_the_relay_only_while_no_older_event_waits(env: Thr
 
     async with running(settings, handlers=HANDLERS) as r:
         await eventually(lambda: handled_notes(r, {"first", "second", "third"}))
-        async with connection(r.engine) as conn, conn.transaction():
-            await publish(conn, ticket_filed("after"), producer=PRODUCER)
+        async with r.sessions() as session, session.begin():
+            await publish(session, ticket_filed("after"), producer=PRODUCER)
         await eventually(lambda: handled_notes(r, {"after"}))
 
 
@@ -214,8 +197,8 @@ async def test_a_burst_of_writers_is_published_without_waiting_for_the_poll(
 
         async def writer() -> None:
             for subject in pending:
-                async with connection(runtime.engine) as conn, conn.transaction():
-                    await publish(conn, ticket_filed(subject), producer=PRODUCER)
+                async with runtime.sessions() as session, session.begin():
+                    await publish(session, ticket_filed(subject), producer=PRODUCER)
 
         await asyncio.gather(*(writer() for _ in range(8)))
         await eventually(lambda: handled_notes(runtime, set(subjects)), timeout_s=20)

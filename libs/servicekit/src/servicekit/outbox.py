@@ -43,7 +43,6 @@ from servicekit.db import asyncpg_dsn, server_settings
 from servicekit.logging import current_correlation
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
-from servicekit.sql import Query
 from servicekit.tables import outbox_event
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,6 @@ OUTBOX_VALUES: dict[str, BindParameter[Any]] = {
 (``insert(outbox_event).values(OUTBOX_VALUES)`` as a CTE); fill with `outbox_params`."""
 
 _INSERT = insert(outbox_event).values(OUTBOX_VALUES)
-_INSERT_ON_DRIVER = Query.of(_INSERT)
 
 
 def outbox_params(envelope: Envelope) -> dict[str, object]:
@@ -89,9 +87,8 @@ def outbox_params(envelope: Envelope) -> dict[str, object]:
     }
 
 
-Database: TypeAlias = AsyncSession | asyncpg.Connection
-"""Where an event is added: a session, or a driver connection (`servicekit.sql`) in a
-transaction."""
+Database: TypeAlias = AsyncSession
+"""Where an event is added: the session of the transaction that causes it."""
 
 
 async def add_event(db: Database, envelope: Envelope) -> None:
@@ -100,11 +97,7 @@ async def add_event(db: Database, envelope: Envelope) -> None:
     A trigger on the table notifies the relay when the transaction commits, unless
     older rows are waiting (the relay then finds it by itself).
     """
-    params = outbox_params(envelope)
-    if isinstance(db, AsyncSession):
-        await db.execute(_INSERT, params)
-    else:
-        await db.execute(_INSERT_ON_DRIVER.sql, *_INSERT_ON_DRIVER.args(params))
+    await db.execute(_INSERT, outbox_params(envelope))
 
 
 async def publish(

@@ -1,16 +1,16 @@
 """The intake service's FastAPI app."""
 
 from functools import partial
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
-from intake.api import router
+from intake.api import ROUTERS
 from intake.handlers import HANDLERS
 from intake.schemas import ApiKeyCreate, ProductCreate, ProductUpdate, TicketCreate
 from intake.settings import Settings
 from intake.tickets import prune_idempotency_keys
+from servicekit.api_middleware import Slots, install_api_middleware
+from servicekit.api_openapi import install_openapi
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
 
@@ -18,7 +18,8 @@ DESCRIPTION = (
     "Ticket API for the support portal. A CRITICAL ticket pages the on-call engineer at "
     "once; every filed ticket is published as `ticket.filed`. Send `Authorization: Bearer "
     "<key>` on every /v1 call, and an `Idempotency-Key` on POST /v1/tickets so a retry "
-    "never files twice (a key is remembered for 7 days by default)."
+    "never files twice (a key is remembered for 7 days by default). Errors are "
+    "`application/problem+json`; a 503 carries Retry-After."
 )
 
 
@@ -30,30 +31,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = create_service_app(
         settings,
         title="Klaxon intake",
-        routers=[router],
+        routers=ROUTERS,
         handlers=HANDLERS,
         prunes={"idempotency keys": partial(prune_idempotency_keys, older_than_s=retention_s)},
         description=DESCRIPTION,
     )
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            # These routes read their own bodies (after authenticating, or as JSON
-            # or multipart), so FastAPI does not see the models; publish them for
-            # the hand-written requestBody of each.
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for body in (TicketCreate, ProductCreate, ProductUpdate, ApiKeyCreate):
-                model = body.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(model.pop("$defs", {}))
-                components[body.__name__] = model
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.upload_slots = Slots(
+        settings.uploads_at_once, wait_s=settings.upload_wait_s, what="uploads"
+    )
+    install_api_middleware(
+        app, service=settings.service_name, max_header_bytes=settings.max_header_bytes
+    )
+    # These routes read their own bodies (after authenticating, or as JSON or multipart),
+    # so FastAPI does not see the models: publish them for each route's requestBody.
+    install_openapi(app, body_models=(TicketCreate, ProductCreate, ProductUpdate, ApiKeyCreate))
     return app

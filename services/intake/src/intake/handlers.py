@@ -1,5 +1,6 @@
 """Event handlers: page events move tickets along; monitor and incident events feed the
-product-health read model. Each runs in the consumer's transaction and never commits."""
+product-health read model; a catalogue request republishes every product. Each runs in
+the consumer's transaction and never commits."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,8 +14,9 @@ from contracts.notifier import (
     PageResolved,
     ReporterAcknowledged,
 )
+from contracts.products import CatalogueRequested
 from contracts.statuspage import ComponentStatusChanged, IncidentOpened, IncidentResolved
-from intake import health, tickets
+from intake import product_health, products, tickets
 from servicekit.consumer import Handler
 
 
@@ -97,7 +99,7 @@ async def on_monitor_down(
     session: AsyncSession, payload: MonitorWentDown, envelope: Envelope
 ) -> None:
     """A monitor of a product went down."""
-    await health.observe(
+    await product_health.observe(
         session,
         product_slug=payload.product.slug,
         source=f"monitor:{payload.monitor_id}",
@@ -109,7 +111,7 @@ async def on_monitor_down(
 
 async def on_monitor_up(session: AsyncSession, payload: MonitorCameUp, envelope: Envelope) -> None:
     """A monitor of a product came back up."""
-    await health.observe(
+    await product_health.observe(
         session,
         product_slug=payload.product.slug,
         source=f"monitor:{payload.monitor_id}",
@@ -122,7 +124,7 @@ async def on_incident_opened(
     session: AsyncSession, payload: IncidentOpened, envelope: Envelope
 ) -> None:
     """An incident is open for a product: it counts as down until resolved."""
-    await health.observe(
+    await product_health.observe(
         session,
         product_slug=payload.product.slug,
         source=f"incident:{payload.incident_id}",
@@ -136,7 +138,7 @@ async def on_incident_resolved(
     session: AsyncSession, payload: IncidentResolved, envelope: Envelope
 ) -> None:
     """An incident of a product was resolved."""
-    await health.observe(
+    await product_health.observe(
         session,
         product_slug=payload.product.slug,
         source=f"incident:{payload.incident_id}",
@@ -152,7 +154,7 @@ async def on_component_status_changed(
     state = (
         HealthState.UP if payload.new_status == ComponentStatus.OPERATIONAL else HealthState.DOWN
     )
-    await health.observe(
+    await product_health.observe(
         session,
         product_slug=payload.product.slug,
         source=f"component:{payload.component_id}",
@@ -160,6 +162,13 @@ async def on_component_status_changed(
         observed_at=payload.changed_at,
         detail=f"{payload.component}: {payload.new_status}",
     )
+
+
+async def on_catalogue_requested(
+    session: AsyncSession, payload: CatalogueRequested, envelope: Envelope
+) -> None:
+    """Another service asked for the catalogue: publish every product as it is now."""
+    await products.republish_catalogue(session=session, causation=envelope)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -173,4 +182,5 @@ HANDLERS: dict[str, Handler] = {
     IncidentOpened.event_type: on_incident_opened,
     IncidentResolved.event_type: on_incident_resolved,
     ComponentStatusChanged.event_type: on_component_status_changed,
+    CatalogueRequested.event_type: on_catalogue_requested,
 }

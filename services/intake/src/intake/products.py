@@ -1,14 +1,40 @@
-"""Product catalogue use cases (the admin manages it; tickets name a product by slug)."""
+"""Product catalogue use cases (the admin manages it; tickets name a product by slug).
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+Intake owns the catalogue; every other service keeps a read model of it from
+``product.changed`` events. Each change (registered, renamed, retired, restored)
+is published through the outbox in the transaction that makes it, with the row's
+``updated_at`` as ``changed_at``, so a read model can keep the newest; a
+``product.catalogue_requested`` republishes every product as it is now.
+"""
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import Envelope
+from contracts.products import ProductChanged
 from intake.models import product
 from intake.schemas import ProductCreate, ProductRead, ProductUpdate
+from servicekit.outbox import publish
 from servicekit.problems import Conflict, NotFound
 
+PRODUCER = "intake"
 _COLUMNS = (product.c.slug, product.c.name, product.c.active)
+
+
+async def _published(
+    session: AsyncSession, row: Any, causation: Envelope | None = None
+) -> ProductRead:
+    """Publish `row` (slug, name, active, updated_at) as ``product.changed``."""
+    await publish(
+        session,
+        ProductChanged(slug=row.slug, name=row.name, active=row.active, changed_at=row.updated_at),
+        producer=PRODUCER,
+        causation=causation,
+    )
+    return ProductRead(slug=row.slug, name=row.name, active=row.active)
 
 
 async def list_products(*, session: AsyncSession, include_inactive: bool) -> list[ProductRead]:
@@ -28,13 +54,18 @@ async def get_product(*, session: AsyncSession, slug: str) -> ProductRead:
 
 
 async def create_product(*, session: AsyncSession, data: ProductCreate) -> ProductRead:
-    """Add a product to the catalogue."""
-    try:
-        async with session.begin_nested():
-            await session.execute(insert(product).values(slug=data.slug, name=data.name))
-    except IntegrityError:
-        raise Conflict(f"product {data.slug!r} already exists") from None
-    return ProductRead(slug=data.slug, name=data.name, active=True)
+    """Add a product to the catalogue (409 if the slug is taken, retired or not)."""
+    row = (
+        await session.execute(
+            insert(product)
+            .values(slug=data.slug, name=data.name)
+            .on_conflict_do_nothing()
+            .returning(*_COLUMNS, product.c.updated_at)
+        )
+    ).first()
+    if row is None:
+        raise Conflict(f"product {data.slug!r} already exists")
+    return await _published(session, row)
 
 
 async def update_product(*, session: AsyncSession, slug: str, data: ProductUpdate) -> ProductRead:
@@ -45,14 +76,24 @@ async def update_product(*, session: AsyncSession, slug: str, data: ProductUpdat
             update(product)
             .where(product.c.slug == slug)
             .values(**values, updated_at=func.now())
-            .returning(*_COLUMNS)
+            .returning(*_COLUMNS, product.c.updated_at)
         )
     ).first()
     if row is None:
         raise NotFound(f"no product {slug!r}")
-    return ProductRead(**row._mapping)
+    return await _published(session, row)
 
 
 async def retire_product(*, session: AsyncSession, slug: str) -> None:
     """Take a product out of the catalogue; its tickets keep it."""
     await update_product(session=session, slug=slug, data=ProductUpdate(active=False))
+
+
+async def republish_catalogue(*, session: AsyncSession, causation: Envelope | None) -> int:
+    """Publish every product, retired ones included, as ``product.changed``; returns how many."""
+    rows = (
+        await session.execute(select(*_COLUMNS, product.c.updated_at).order_by(product.c.slug))
+    ).all()
+    for row in rows:
+        await _published(session, row, causation)
+    return len(rows)

@@ -13,6 +13,11 @@ from contracts.common import HealthState, Severity
 TicketStatus = Literal["new", "oncall_notified", "acknowledged", "resolved", "closed"]
 STATUS_ORDER: tuple[str, ...] = ("new", "oncall_notified", "acknowledged", "resolved", "closed")
 KNOWN_SCOPES = frozenset({"tickets:write", "tickets:read", "admin"})
+TICKET_REF_PATTERN = (
+    r"^(?:[Kk][Ll][Xx]-[0-9]{1,16}"
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+)
+"""A ticket's number (KLX-1042, any case) or its id (a UUID in the usual 8-4-4-4-12 form)."""
 
 _LINE_BREAKS = {"\u2028", "\u2029"}
 

@@ -16,6 +16,13 @@ class Settings(ServiceSettings):
     attachments_per_ticket: int = 10
     json_body_max_bytes: int = 1024 * 1024
     """Cap of a JSON body, and of the non-file parts of a multipart body."""
+    uploads_at_once: int = Field(default=4, ge=1)
+    """Multipart requests handled at once. A multipart body is held in memory (twice,
+    briefly, while it is stored) up to ``request_body_max_bytes``; with the defaults four
+    at once stay within a 512 MiB pod. More wait up to ``upload_wait_s``, then get 503."""
+    upload_wait_s: float = Field(default=2.0, ge=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Request headers above this in all are refused with 431."""
     status_page_update_promise_min: int = 30
     """Minutes within which a CRITICAL reporter is promised a status-page update."""
     idempotency_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)

@@ -18,7 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from intake.errors import AttachmentTooLarge, Unprocessable
 from intake.settings import Settings
-from intake.tickets import Upload
+from intake.tickets.files import Upload
+from servicekit.api import BodyTooLarge
 
 MAX_FILENAME = 255
 _DISPOSITION_PARAM = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
@@ -27,28 +28,6 @@ _EXT_VALUE = re.compile(
     r"(?P<chars>(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9!#$&+.^_`|~-])*)"
 )
 _EXT_CHARSETS = frozenset({"utf-8", "iso-8859-1"})
-
-
-class BodyTooLarge(AttachmentTooLarge):
-    """The request body is over its limit."""
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 once it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise BodyTooLarge(f"the request body is over {limit} bytes", limit_bytes=limit)
-    except ClientDisconnect:
-        raise Unprocessable(
-            "body", "the client disconnected before sending the whole body"
-        ) from None
-    return bytes(body)
 
 
 @dataclass
