@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.deliveries import Delivery, Outcome, delivery_backlog, enqueue
@@ -131,5 +132,9 @@ async def test_the_backlog_figure_counts_deliveries_due_and_unsent(env: Throwawa
         await asyncio.sleep(0.2)
         async with runtime.sessions() as session:
             figure = await delivery_backlog(session)
+        sample = await runtime.sampler.refresh()  # what /health and /metrics answer from
     assert figure["due"] == 3
     assert 0.1 < figure["oldest_due_age_s"] < 5
+    assert sample.body["deliveries"]["due"] == 3
+    labels = {"service": "test", "figure": "deliveries", "field": "due"}
+    assert REGISTRY.get_sample_value("klaxon_figure", labels) == 3

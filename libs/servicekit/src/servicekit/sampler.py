@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit import metrics
 from servicekit.db import is_transient
+from servicekit.deliveries import delivery_backlog
 from servicekit.outbox import backlog
 from servicekit.tables import timer
 
@@ -67,9 +68,13 @@ async def timers_figure(session: AsyncSession) -> Mapping[str, Any]:
     return {"due": int(due or 0)}
 
 
-PLUMBING_FIGURES: dict[str, Figure] = {"outbox": outbox_figure, "timers": timers_figure}
-"""Figures every service reports. Parked outbox rows and timers, and the delivery backlog,
-belong here once their modules provide a figure function."""
+PLUMBING_FIGURES: dict[str, Figure] = {
+    "outbox": outbox_figure,
+    "timers": timers_figure,
+    "deliveries": delivery_backlog,
+}
+"""Figures every service reports. Parked outbox rows and timers belong here once their
+modules provide a figure function."""
 
 _TIMEOUTS = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 
