@@ -14,9 +14,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
 A, B, C = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
 
-def utc(*args: int) -> datetime:
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     """A UTC instant."""
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_daily_handoff_stays_at_nine_local_across_both_dst_changes() -> None:
