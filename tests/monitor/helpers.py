@@ -146,6 +146,19 @@ async def running_monitor(settings: Settings) -> AsyncIterator[Monitor]:
         )
 
 
+async def collect(
+    queue: "asyncio.Queue[Envelope]", *event_types: str, timeout_s: float = 10
+) -> dict[str, Envelope]:
+    """The first event of each of `event_types`, whatever order they arrive in."""
+    found: dict[str, Envelope] = {}
+    async with asyncio.timeout(timeout_s):
+        while len(found) < len(event_types):
+            envelope = await queue.get()
+            if envelope.type in event_types:
+                found.setdefault(envelope.type, envelope)
+    return found
+
+
 async def no_event(queue: "asyncio.Queue[Envelope]", event_type: str, within_s: float) -> None:
     """Fail if an event of `event_type` arrives within `within_s`."""
     deadline = asyncio.get_running_loop().time() + within_s

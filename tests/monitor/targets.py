@@ -14,7 +14,7 @@ checker's region header, when), and answers by its `mode`:
   on the same port.
 
 `fail_region` makes it answer 500 only to requests whose ``X-Klaxon-Region`` is that
-region. ``/redirect?to=<url>`` answers 302 to the URL whatever the mode.
+region, and `fail_paths` only to requests for those paths. ``/redirect?to=<url>`` answers 302 to the URL whatever the mode.
 """
 
 import asyncio
@@ -46,6 +46,7 @@ class HttpTarget:
     mode: str = "up"
     slow_s: float = 0.5
     fail_region: str | None = None
+    fail_paths: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -124,7 +125,9 @@ class HttpTarget:
         if parts.path == "/redirect":
             status, body = 302, ""
             extra = f"Location: {parse_qs(parts.query)['to'][0]}\r\n"
-        elif self.fail_region is not None and region == self.fail_region:
+        elif parts.path in self.fail_paths or (
+            self.fail_region is not None and region == self.fail_region
+        ):
             status, body = 500, "region failure"
         elif self.mode == "hang":
             await asyncio.sleep(3600)

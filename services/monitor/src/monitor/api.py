@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from sqlalchemy.exc import DBAPIError
 
 from monitor import apply as apply_uc
 from monitor import heartbeats, monitors, patch_windows, results
@@ -23,7 +24,7 @@ from servicekit.api import StrictBool, UtcDatetime, json_body, json_request_body
 from servicekit.api import read_capped as read_body
 from servicekit.api_openapi import error_responses
 from servicekit.auth import Principal, require_scope
-from servicekit.deps import SessionDep, commit
+from servicekit.deps import RuntimeDep, SessionDep, commit
 
 Reader = Annotated[Principal, Depends(require_scope("monitors:read", "monitors:write"))]
 Writer = Annotated[Principal, Depends(require_scope("monitors:write"))]
@@ -32,6 +33,10 @@ WindowId = Annotated[uuid.UUID, Path(description="The patch window's id.")]
 
 READ_ERRORS = error_responses(401, 403, 404, 422, 503)
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
+
+APPLY_ATTEMPTS = 3
+"""An apply that deadlocks with the scheduler recording results (both lock monitors and
+their check states) is run again from the start, in a new transaction."""
 
 router = APIRouter(prefix="/v1")
 
@@ -101,7 +106,7 @@ async def list_monitors(
 async def apply_monitors(
     _: Writer,
     request: Request,
-    session: SessionDep,
+    runtime: RuntimeDep,
     settings: SettingsDep,
     dry_run: Annotated[StrictBool, Query()] = False,
     prune: Annotated[StrictBool, Query()] = False,
@@ -109,10 +114,17 @@ async def apply_monitors(
     """Make the monitors (and patch windows, if given) match a YAML or JSON document."""
     raw = await read_body(request, settings.apply_max_bytes)
     doc = apply_uc.parse_document(raw, media_type(request))
-    result = await apply_uc.apply(session, doc, settings, dry_run=dry_run, prune=prune)
-    if not dry_run:
-        await commit(session)
-    return result
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            async with runtime.sessions() as session:
+                result = await apply_uc.apply(session, doc, settings, dry_run=dry_run, prune=prune)
+                if not dry_run:
+                    await commit(session)
+            return result
+        except DBAPIError as exc:
+            if attempt + 1 == APPLY_ATTEMPTS or not apply_uc.is_deadlock(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.get(

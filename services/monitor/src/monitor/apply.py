@@ -12,9 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.models import check_state, monitor, patch_window
@@ -60,6 +61,16 @@ def parse_document(raw: bytes, media: str) -> ApplyDocument:
         raise Unprocessable(field, str(first["msg"])) from None
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """True if `exc` (or what it wraps) is Postgres's deadlock error."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, asyncpg.DeadlockDetectedError):
+            return True
+        current = current.__cause__ or getattr(current, "orig", None)
+    return False
+
+
 def _same(current: Any, values: dict[str, Any]) -> bool:
     return all(
         (list(current[c]) if c in ("regions", "tags") else current[c]) == values[c]
@@ -78,7 +89,10 @@ async def apply(
             raise Unprocessable(f"monitors[{i}].name", f"{spec.name!r} appears twice")
         seen.add(spec.name)
         await validator.check(spec, where=f"monitors[{i}].")
-    existing = {row.name: row for row in await session.execute(select(monitor).with_for_update())}
+    # Applies run one at a time; rows are written in id order, the order in which the
+    # scheduler locks monitors when their state changes, so the two never deadlock.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('monitor-apply'))"))
+    existing = {row.name: row for row in await session.execute(select(monitor))}
     now = datetime.now(UTC)
     new_rows: list[dict[str, Any]] = []
     plain: list[dict[str, Any]] = []
@@ -119,6 +133,7 @@ async def apply(
             session, [r["id"] for r in new_rows], min(settings.default_interval_s, 60.0)
         )
     if plain:
+        plain.sort(key=lambda p: p["b_id"])
         await session.execute(
             update(monitor)
             .where(monitor.c.id == bindparam("b_id"))
@@ -137,7 +152,9 @@ async def apply(
     if toggled:
         await apply_changes(session, toggled, settings)
     if gone:
-        await session.execute(delete(monitor).where(monitor.c.name.in_(gone)))
+        gone_ids = sorted(existing[name].id for name in gone)
+        await session.execute(delete(check_state).where(check_state.c.monitor_id.in_(gone_ids)))
+        await session.execute(delete(monitor).where(monitor.c.id.in_(gone_ids)))
     return result
 
 

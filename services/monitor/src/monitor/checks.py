@@ -85,9 +85,42 @@ def _cert_expiry(response: httpx.Response) -> datetime | None:
     if ssl_object is None:
         return None
     cert = ssl_object.getpeercert()
-    if not cert or "notAfter" not in cert:
+    if cert and "notAfter" in cert:
+        return datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
+    der = ssl_object.getpeercert(binary_form=True)  # not verified: only the raw form is given
+    return not_after(der) if der else None
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of value, end of value) of the DER element at `at`."""
+    tag = data[at]
+    length = data[at + 1]
+    start = at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    return tag, start, start + length
+
+
+def not_after(der: bytes) -> datetime | None:
+    """The expiry (validity notAfter) of a DER certificate, without a crypto library."""
+    try:
+        _, cert, _ = _tlv(der, 0)
+        _, at, _ = _tlv(der, cert)  # tbsCertificate
+        tag, _, end = _tlv(der, at)
+        if tag == 0xA0:  # explicit version
+            at = end
+        for _ in range(3):  # serial number, signature algorithm, issuer
+            _, _, at = _tlv(der, at)
+        _, validity, _ = _tlv(der, at)
+        _, _, after_not_before = _tlv(der, validity)
+        tag, start, end = _tlv(der, after_not_before)
+        text = der[start:end].decode()
+        fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
+        return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    except (IndexError, ValueError, UnicodeDecodeError):
         return None
-    return datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
 
 
 def _classify(exc: BaseException) -> tuple[Outcome, str]:

@@ -58,26 +58,28 @@ class PingLimiter:
 
 async def ping(session: AsyncSession, token: str, *, failed: bool, settings: Settings) -> str:
     """Record a ping; returns the monitor's state afterwards."""
-    row = (
+    monitor_id = await session.scalar(
+        select(monitor.c.id).where(monitor.c.heartbeat_token == token)
+    )
+    if monitor_id is None:
+        raise HeartbeatNotFound("no heartbeat has this token")
+    # Check state first, then the monitor: the order the scheduler locks them in.
+    state = (
         await session.execute(
-            select(monitor).where(monitor.c.heartbeat_token == token).with_for_update()
+            select(check_state)
+            .where(check_state.c.monitor_id == monitor_id, check_state.c.region == "_")
+            .with_for_update()
         )
     ).first()
-    if row is None:
-        raise HeartbeatNotFound("no heartbeat has this token")
+    row = (
+        await session.execute(select(monitor).where(monitor.c.id == monitor_id).with_for_update())
+    ).one()
     now = datetime.now(UTC)
     await session.execute(update(monitor).where(monitor.c.id == row.id).values(last_ping_at=now))
     if row.paused:
         return "paused"
     period = float(row.target["period_s"]) + float(row.target.get("grace_s", 0))
     due = now + timedelta(seconds=period)
-    state = (
-        await session.execute(
-            select(check_state)
-            .where(check_state.c.monitor_id == row.id, check_state.c.region == "_")
-            .with_for_update()
-        )
-    ).first()
     if state is None:
         await session.execute(
             check_state.insert().values(monitor_id=row.id, region="_", due_at=due)
