@@ -89,6 +89,8 @@ class PageCache:
         self._resync = asyncio.Event()
         self._changed = asyncio.Event()
         self._exported: dict[str, int] = {}
+        self.renders = 0
+        """How many times a page was rendered (each read the database once)."""
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == "*":
@@ -177,6 +179,7 @@ class PageCache:
     async def _render(self, slug: str) -> Entry | None:
         if self._runtime is None:
             raise RuntimeError("the page cache is not running")
+        self.renders += 1
         async with self._runtime.sessions() as session, session.begin():
             version = await session.scalar(
                 select(status_page.c.version).where(status_page.c.slug == slug)

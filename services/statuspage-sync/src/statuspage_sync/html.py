@@ -97,7 +97,7 @@ def uptime_percent(days: list[Day]) -> float | None:
     known = [d for d in days if d.known]
     if not known:
         return None
-    total = 86400.0 * len(known)
+    total = sum(d.observed_s for d in known)
     down = sum(d.major_s + 0.3 * d.partial_s for d in known)
     return max(0.0, 100.0 * (1 - down / total))
 

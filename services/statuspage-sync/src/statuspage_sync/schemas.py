@@ -4,7 +4,7 @@ import uuid
 import zoneinfo
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -12,7 +12,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 
 from contracts.common import ComponentStatus
@@ -163,11 +164,13 @@ class MaintenanceCreate(_Input):
     scheduled_until: UtcDatetime
     component_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100)
 
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        if self.scheduled_until <= self.scheduled_for:
-            raise ValueError("scheduled_until must be after scheduled_for")
-        return self
+    @field_validator("scheduled_until")
+    @classmethod
+    def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("scheduled_for")
+        if start is not None and value <= start:
+            raise ValueError("must be after scheduled_for")
+        return value
 
 
 class NoticeRead(BaseModel):

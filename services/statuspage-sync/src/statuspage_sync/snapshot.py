@@ -49,7 +49,13 @@ class Day:
     partial_s: float
     degraded_s: float
     maintenance_s: float
-    known: bool
+    observed_s: float
+    """How much of the day the component existed (up to now)."""
+
+    @property
+    def known(self) -> bool:
+        """True if the component existed on that day."""
+        return self.observed_s > 0
 
 
 @dataclass
@@ -122,7 +128,7 @@ def _uptime(spans: list[Any], created_at: datetime, now: datetime, zone: ZoneInf
                 partial_s=totals["partial_outage"],
                 degraded_s=totals["degraded_performance"],
                 maintenance_s=totals["under_maintenance"],
-                known=end > created_at,
+                observed_s=max(0.0, (end - max(start, created_at)).total_seconds()),
             )
         )
     return days
