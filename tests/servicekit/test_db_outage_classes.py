@@ -1,8 +1,6 @@
 """A query the driver refuses is the handler's bug, not a database outage: it is not
 retried forever, while a database that really went away still is waited out."""
 
-import socket
-
 import aio_pika
 import asyncpg
 import pytest
@@ -14,7 +12,7 @@ from contracts import Envelope, topology
 from contracts.intake import TicketFiled
 from servicekit.db import create_engine, is_database_outage, session_factory
 from servicekit.outbox import publish
-from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
+from tests.harness import AMQP_URL, Throwaway, eventually, free_port, wait_connected
 from tests.servicekit.helpers import PRODUCER, prepared, running, ticket_filed
 
 
@@ -56,10 +54,7 @@ async def test_an_interface_error_while_the_database_is_down_is_an_outage(
     env: Throwaway,
 ) -> None:
     settings = await prepared(env)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    url = make_url(settings.database_url).set(port=closed)
+    url = make_url(settings.database_url).set(port=free_port())
     down = settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
     engine = create_engine(down)
     try:

@@ -3,7 +3,6 @@
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,20 +16,13 @@ from servicekit.db import asyncpg_dsn
 from servicekit.health import CHECK_TIMEOUT_S
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
-from tests.harness import Throwaway, eventually, wait_connected
+from tests.harness import Throwaway, eventually, free_port, wait_connected
 from tests.servicekit.helpers import HANDLERS, prepared
 
 PROMPT_S = CHECK_TIMEOUT_S + 2
 """How long an endpoint may take when a dependency is stuck: one check budget and slack."""
 
 BACKLOG_SAMPLE = 'klaxon_outbox_backlog{service="test"}'
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (bound once to pick it, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def get(client: httpx.AsyncClient, path: str) -> httpx.Response:
@@ -101,7 +93,7 @@ async def test_health_and_metrics_answer_while_the_outbox_is_locked(
 
 async def test_readyz_says_503_while_the_database_is_unreachable(env: Throwaway) -> None:
     settings = env.settings(ServiceSettings, schema="svc", service_name="test")
-    url = make_url(settings.database_url).set(port=closed_port())
+    url = make_url(settings.database_url).set(port=free_port())
     settings = settings.model_copy(
         update={"database_url": url.render_as_string(hide_password=False)}
     )
@@ -125,7 +117,7 @@ async def test_readyz_says_503_while_the_database_is_unreachable(env: Throwaway)
 
 
 async def test_a_broker_outage_leaves_the_service_ready_and_is_reported(env: Throwaway) -> None:
-    settings = await prepared(env, amqp_url=f"amqp://guest:guest@127.0.0.1:{closed_port()}/")
+    settings = await prepared(env, amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/")
     async with serving(settings) as client:
         response = await get(client, "/readyz")
         assert response.status_code == 200
