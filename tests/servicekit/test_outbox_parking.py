@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractQueue
+from prometheus_client import generate_latest
 from sqlalchemy import func, insert, select
 
 from contracts.products import ProductChanged
@@ -32,6 +33,7 @@ from tests.servicekit.helpers import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+PARKED_OUTBOX_SERIES = 'klaxon_figure{field="outbox",figure="parked",service="test"}'
 
 
 def _product() -> ProductChanged:
@@ -121,6 +123,10 @@ async def test_a_refused_event_is_parked_while_the_rest_flow_once_each(env: Thro
             assert row.attempts == 3
             assert row.parked_at is not None
             assert "nack" in row.last_error
+            # Dashboards and alerts see it.
+            sample = await runtime.sampler.refresh()
+            assert sample.body["parked"] == {"outbox": 1, "timer": 0}
+            assert PARKED_OUTBOX_SERIES + " 1.0" in generate_latest().decode()
 
             code, listed = await _cli(settings, "list")
             assert code == 0

@@ -44,13 +44,15 @@ async def _schedule_now(runtime: Runtime, kind: str, keys: list[str], *, ago_s: 
 
 
 async def _idle_in_transaction(database_url: str) -> list[str]:
-    """Application names of this database's connections idle inside a transaction."""
+    """Application names of this database's connections idle inside a transaction for over
+    a second (a moment between two statements of a transaction is not what is looked for)."""
     admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
     try:
         database = database_url.rsplit("/", 1)[1]
         rows = await admin.fetch(
             "SELECT application_name FROM pg_stat_activity"
-            " WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+            " WHERE datname = $1 AND state LIKE 'idle in transaction%'"
+            " AND state_change < now() - interval '1 second'",
             database,
         )
     finally:
@@ -76,6 +78,7 @@ async def test_a_hung_handler_neither_stops_other_timers_nor_pins_a_connection(
             await hung.wait()
             await _schedule_now(runtime, "deadline", [f"page-{i}" for i in range(5)])
             await eventually(lambda: _count(runtime, 5))
+            await asyncio.sleep(1.5)  # the handler has hung for well over a second
             # The hung handler's timer is leased (committed), not locked by an open transaction.
             assert await _idle_in_transaction(settings.database_url) == []
         finally:

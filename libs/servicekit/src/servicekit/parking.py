@@ -57,13 +57,21 @@ async def parked_counts(session: AsyncSession) -> dict[str, int]:
     The ``parked`` figure of ``/health`` (`servicekit.sampler`), exported as
     ``klaxon_figure{figure="parked", field="outbox"|"timer"}``.
     """
-    outbox = await session.scalar(
-        select(func.count()).select_from(outbox_event).where(outbox_event.c.parked_at.is_not(None))
-    )
-    timers = await session.scalar(
-        select(func.count()).select_from(timer).where(timer.c.parked_at.is_not(None))
-    )
-    return {"outbox": int(outbox or 0), "timer": int(timers or 0)}
+    events, timers = (
+        await session.execute(
+            select(
+                select(func.count())
+                .select_from(outbox_event)
+                .where(outbox_event.c.parked_at.is_not(None))
+                .scalar_subquery(),
+                select(func.count())
+                .select_from(timer)
+                .where(timer.c.parked_at.is_not(None))
+                .scalar_subquery(),
+            )
+        )
+    ).one()
+    return {"outbox": int(events), "timer": int(timers)}
 
 
 async def list_parked(session: AsyncSession) -> list[Parked]:

@@ -31,6 +31,7 @@ from servicekit import metrics
 from servicekit.db import is_transient
 from servicekit.deliveries import delivery_backlog
 from servicekit.outbox import backlog
+from servicekit.parking import parked_counts
 from servicekit.tables import timer
 
 if TYPE_CHECKING:
@@ -61,9 +62,11 @@ async def outbox_figure(session: AsyncSession) -> Mapping[str, Any]:
 
 
 async def timers_figure(session: AsyncSession) -> Mapping[str, Any]:
-    """Timers due now (not yet fired)."""
+    """Timers due now (not yet fired; parked ones aside)."""
     due = await session.scalar(
-        select(func.count()).select_from(timer).where(timer.c.due_at <= func.now())
+        select(func.count())
+        .select_from(timer)
+        .where(timer.c.due_at <= func.now(), timer.c.parked_at.is_(None))
     )
     return {"due": int(due or 0)}
 
@@ -72,9 +75,9 @@ PLUMBING_FIGURES: dict[str, Figure] = {
     "outbox": outbox_figure,
     "timers": timers_figure,
     "deliveries": delivery_backlog,
+    "parked": parked_counts,
 }
-"""Figures every service reports. Parked outbox rows and timers belong here once their
-modules provide a figure function."""
+"""Figures every service reports."""
 
 _TIMEOUTS = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 
