@@ -54,7 +54,7 @@ def ticket_filed(
     )
 
 
-def test_settings(env: Throwaway, smtp: SmtpServer, **overrides: object) -> Settings:
+def notifier_settings(env: Throwaway, smtp: SmtpServer, **overrides: object) -> Settings:
     """Notifier settings for a test: its database, broker prefix and SMTP server."""
     values: dict[str, object] = {
         "smtp_port": smtp.port,
@@ -171,7 +171,7 @@ async def running_notifier(
     env: Throwaway, smtp: SmtpServer, *, provision: bool = True, **overrides: object
 ) -> AsyncIterator[Notifier]:
     """Provision, migrate and start the notifier; yield it with an HTTP client."""
-    settings = test_settings(env, smtp, **overrides)
+    settings = notifier_settings(env, smtp, **overrides)
     if provision:
         await env.provision(settings, MIGRATIONS)
     app = create_app(settings)

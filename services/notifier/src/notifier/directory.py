@@ -5,7 +5,7 @@ import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, any_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -137,7 +137,9 @@ async def delete_person(session: AsyncSession, person_id: uuid.UUID) -> None:
     """Remove a person; refused (409) while a schedule or policy names them."""
     await get_person_row(session, person_id)
     in_layer = await session.scalar(
-        select(schedule_layer.c.schedule_id).where(schedule_layer.c.members.any(person_id)).limit(1)
+        select(schedule_layer.c.schedule_id)
+        .where(any_(schedule_layer.c.members) == person_id)
+        .limit(1)
     )
     in_policy = await session.scalar(
         select(escalation_policy.c.id)
