@@ -42,7 +42,7 @@ from sqlalchemy.engine import make_url
 
 from contracts import Envelope, EventPayload
 from servicekit import bus
-from servicekit.cli import ServiceDefinition
+from servicekit.cli import ServiceDefinition, migrate
 from servicekit.db import asyncpg_dsn, provision_schema
 from servicekit.migrations import upgrade
 from servicekit.runtime import Runtime
@@ -189,11 +189,14 @@ def _settings_class(service: ServiceDefinition) -> type[ServiceSettings]:
 async def service_settings(
     env: Throwaway, service: ServiceDefinition, **overrides: object
 ) -> ServiceSettings:
-    """Settings for `service` on `env`, its schema provisioned and migrated."""
+    """Settings for `service` on `env`: its role and schema provisioned, then what
+    ``python -m <package> migrate`` does (schema upgraded, every service's queue and
+    bindings declared)."""
     cls = _settings_class(service)
     schema = str(overrides.pop("db_schema", cls.model_fields["db_schema"].default))
     settings = env.settings(cls, schema=schema, **overrides)
-    await env.provision(settings, service.migrations)
+    await env.provision(settings, None)
+    await migrate(settings, service.migrations)
     return settings
 
 
