@@ -24,7 +24,7 @@ from intake.settings import Settings
 from servicekit.auth import create_api_key
 from servicekit.runtime import Runtime
 from servicekit.tables import plumbing
-from tests.harness import AMQP_URL, Throwaway
+from tests.harness import AMQP_URL, Throwaway, publish
 
 MIGRATIONS = Path(intake.__file__).parent / "migrations"
 ALL_TABLES: dict[str, Table] = {**metadata.tables, **plumbing.tables}
@@ -125,21 +125,7 @@ async def running_intake(env: Throwaway, **overrides: object) -> AsyncIterator[I
 
 async def inject(env: Throwaway, payload: EventPayload, *, producer: str = "notifier") -> Envelope:
     """Publish an event to the test's exchange as another service would."""
-    envelope = Envelope.wrap(payload, producer=producer)
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(env.exchange)
-        await exchange.publish(
-            aio_pika.Message(
-                envelope.to_json(),
-                message_id=str(envelope.id),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=envelope.type,
-        )
-    return envelope
+    return await publish(env, payload, producer=producer)
 
 
 @contextlib.asynccontextmanager
