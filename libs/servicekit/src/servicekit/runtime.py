@@ -36,7 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.consumer import Consumer, Handler, prune_inbox
 from servicekit.db import create_engine, session_factory
-from servicekit.deliveries import DeliveryWorker, OutcomeHandler, SenderFactory, prune_deliveries
+from servicekit.deliveries import OutcomeHandler, SenderFactory, prune_deliveries
+from servicekit.delivery_worker import DeliveryWorker
 from servicekit.health import health_router
 from servicekit.logging import correlation_id, correlation_uuid
 from servicekit.outbox import Relay
