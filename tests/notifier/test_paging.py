@@ -148,3 +148,28 @@ async def test_an_expired_link_is_refused(env: Throwaway, smtp: SmtpServer) -> N
         refused = await service.client.post(url.removeprefix("http://notifier"))
         assert refused.status_code == 403
         assert "expired" in refused.json()["detail"]
+
+
+async def test_pages_keep_opening_once_postgres_plans_the_upsert_generically(
+    service: Notifier,
+) -> None:
+    """After a few runs on one connection Postgres may plan the upsert generically; its
+    conflict target must still match the partial unique index of open pages."""
+    from sqlalchemy import text
+
+    from contracts.common import ProductRef
+    from contracts.notifier import PageSource, Urgency
+    from notifier import paging
+
+    async with service.runtime.sessions() as session, session.begin():
+        await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        for i in range(3):
+            _, opened = await paging.trigger(
+                session,
+                dedup_key="product:p",
+                product=ProductRef(slug="p", name="P"),
+                source=PageSource.TICKET,
+                summary=f"ticket {i}",
+                urgency=Urgency.HIGH,
+            )
+            assert opened == (i == 0)

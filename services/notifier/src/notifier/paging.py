@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, literal_column, select, update
+from sqlalchemy import Row, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,7 +82,9 @@ async def trigger(
     )
     upsert = stmt.on_conflict_do_update(
         index_elements=[page.c.dedup_key],
-        index_where=page.c.state != "resolved",
+        # Written out, not bound: Postgres must see that it implies the index's predicate,
+        # which it cannot prove of a parameter once a generic plan is used.
+        index_where=text("state <> 'resolved'"),
         set_={"dedup_key": stmt.excluded.dedup_key},
     ).returning(*page.c, literal_column("(xmax = 0)").label("opened"))
     row = (await session.execute(upsert)).one()
