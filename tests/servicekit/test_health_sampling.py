@@ -164,3 +164,9 @@ async def test_broker_loss_is_reported_while_the_service_stays_ready(env: Throwa
             assert 'klaxon_broker_connected{loop="consumer",service="test"} 1.0' in metrics
     finally:
         await proxy.close()
+
+
+async def test_a_figure_may_not_take_the_name_of_a_health_field(env: Throwaway) -> None:
+    settings = env.settings(ServiceSettings, schema="svc", service_name="test")
+    with pytest.raises(ValueError, match="status"):
+        Runtime(settings, figures={"status": leaky_figure})

@@ -102,6 +102,12 @@ def classify(exc: BaseException) -> str:
     return "error"
 
 
+_RESERVED = frozenset(
+    {"status", "service", "version", "dependencies", "queue", "uptime_s", "sample_age_s"}
+)
+"""Fields of the ``/health`` body a figure may not be named after."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One round of figures: the ``/health`` body without its live fields."""
@@ -119,6 +125,9 @@ class Sampler:
     """Gathers the runtime's figures every ``health_sample_interval_s``; keeps the last."""
 
     def __init__(self, runtime: "Runtime", figures: Mapping[str, Figure]) -> None:
+        clashing = sorted(set(figures) & _RESERVED)
+        if clashing:
+            raise ValueError(f"figure names {clashing} are taken by /health's own fields")
         self.runtime = runtime
         self.figures = dict(figures)
         self.service = runtime.settings.service_name
