@@ -108,7 +108,12 @@ def webhook_sender(client: httpx.AsyncClient, url: str, *, worker: str = "") -> 
     async def send(item: Delivery) -> Mapping[str, Any]:
         response = await client.post(
             f"{url}/{item.channel}",
-            json={"dedupe_key": item.dedupe_key, "attempt": item.attempt, **item.payload},
+            json={
+                "dedupe_key": item.dedupe_key,
+                "attempt": item.attempt,
+                "correlation_id": str(item.correlation_id),
+                **item.payload,
+            },
             headers={"Idempotency-Key": item.idempotency_key, "X-Worker": worker},
         )
         if 400 <= response.status_code < 500:

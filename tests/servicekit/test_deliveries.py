@@ -106,7 +106,12 @@ async def test_sent_delivery_records_the_provider_result_and_reports_it_through_
         assert row.result == {"message_id": "msg-1"}
         assert row.attempts == 1
         assert server.requests[0].headers["idempotency-key"] == str(row.id)
-        assert server.requests[0].body == {"dedupe_key": "hello", "attempt": 1, "to": "ada"}
+        assert server.requests[0].body == {
+            "dedupe_key": "hello",
+            "attempt": 1,
+            "correlation_id": "None",  # enqueued outside any request or event
+            "to": "ada",
+        }
         assert [(key, o.state, o.result) for key, o in seen] == [
             ("hello", "sent", {"message_id": "msg-1"})
         ]

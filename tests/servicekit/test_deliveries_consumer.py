@@ -48,8 +48,10 @@ async def test_a_failed_batch_of_events_repeats_no_delivery(
         async with connection:
             channel = await connection.channel()
             exchange = await channel.get_exchange(settings.exchange)
+            correlations = {}
             for subject in subjects:
                 envelope = Envelope.wrap(ticket_filed(subject), producer=PRODUCER)
+                correlations[subject] = str(envelope.correlation_id)
                 await exchange.publish(
                     aio_pika.Message(envelope.to_json(), delivery_mode=2),
                     routing_key=envelope.type,
@@ -69,5 +71,6 @@ async def test_a_failed_batch_of_events_repeats_no_delivery(
     sent = Counter(request.body["s"] for request in server.requests)
     assert sorted(sent) == sorted(s for s in subjects if s != "poison")
     assert set(sent.values()) == {1}
+    assert all(r.body["correlation_id"] == correlations[r.body["s"]] for r in server.requests)
     assert len(handled) > len(subjects)  # the batch with the poison was handled again
     assert "handling one by one" in caplog.text

@@ -64,7 +64,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause
 
-from servicekit.logging import correlation_id
+from servicekit.logging import current_correlation
 from servicekit.tables import delivery
 
 if TYPE_CHECKING:
@@ -132,16 +132,6 @@ _NOTIFY = text(f"SELECT pg_notify('{notify_channel('')}' || current_schema(), ''
 """Wake the workers of the session's schema (the first on its search_path)."""
 
 
-def _current_correlation_id() -> uuid.UUID | None:
-    value = correlation_id.get()
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 async def enqueue(
     session: AsyncSession,
     *,
@@ -162,7 +152,7 @@ async def enqueue(
             dedupe_key=dedupe_key,
             payload=dict(payload),
             due_at=due_at if due_at is not None else func.now(),
-            correlation_id=_current_correlation_id(),
+            correlation_id=current_correlation(),
         )
         .on_conflict_do_nothing(index_elements=[delivery.c.dedupe_key])
         .returning(delivery.c.id)

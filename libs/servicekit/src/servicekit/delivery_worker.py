@@ -66,11 +66,18 @@ def retry_delay_s(settings: ServiceSettings, attempts: int) -> float:
     return float(ceiling / 2 + _JITTER.uniform(0, ceiling / 2))
 
 
-def _json_result(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A sender's result as JSON can store it (anything unusual as its text)."""
+def _json_result(result: object) -> dict[str, Any] | None:
+    """A sender's result as JSON can store it: anything unusual as its text, and whatever
+    is not a mapping under ``"result"`` (a bad result must not leave a sent delivery
+    unrecorded, to be sent again)."""
     if result is None:
         return None
-    loaded: dict[str, Any] = json.loads(json.dumps(dict(result), default=str))
+    if not isinstance(result, Mapping):
+        result = {"result": result}
+    try:
+        loaded: dict[str, Any] = json.loads(json.dumps(dict(result), default=str))
+    except (TypeError, ValueError) as exc:
+        return {"unreadable_result": error_text(exc)}
     return loaded
 
 
