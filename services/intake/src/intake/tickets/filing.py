@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
@@ -40,6 +40,18 @@ from intake.tickets.wording import next_steps
 from servicekit.outbox import add_event
 
 PRODUCER = "intake"
+
+# Built once: each filing runs them with its own parameters (and SQLAlchemy's compiled cache).
+_LOOKUP = select(
+    product.c.name,
+    product_health.state_of(product.c.slug).label("state"),
+    func.nextval(ticket_number_seq.name).label("seq"),
+    func.now().label("now"),
+).where(product.c.slug == bindparam("slug"), product.c.active)
+"""The product's name and health, the next ticket number, and the filing time."""
+_INSERT_TICKET = insert(ticket)
+_INSERT_ENTRY = insert(ticket_event)
+_INSERT_ATTACHMENT = insert(attachment)
 
 
 @dataclass(frozen=True)
@@ -85,16 +97,7 @@ async def file_ticket(
     check_room(existing=0, adding=len(uploads), settings=settings)
     checked = check_uploads(uploads, settings=settings)
     fingerprint = request_hash(data, uploads) if idempotency_key is not None else ""
-    found = (
-        await session.execute(
-            select(
-                product.c.name,
-                product_health.state_of(product.c.slug).label("state"),
-                func.nextval(ticket_number_seq.name).label("seq"),
-                func.now().label("now"),
-            ).where(product.c.slug == data.product, product.c.active)
-        )
-    ).first()
+    found = (await session.execute(_LOOKUP, {"slug": data.product})).first()
     if found is None:
         if idempotency_key is not None:
             earlier = await idempotency.first_use(
@@ -120,15 +123,20 @@ async def file_ticket(
         )
         if earlier is not None:
             return _replayed_filing(earlier)
-    await session.execute(insert(ticket).values(row))
+    await session.execute(_INSERT_TICKET, row)
     await session.execute(
-        insert(ticket_event).values(
-            ticket_id=ticket_id, kind="filed", status="new", detail=detail, at=found.now
-        )
+        _INSERT_ENTRY,
+        {
+            "ticket_id": ticket_id,
+            "kind": "filed",
+            "status": "new",
+            "detail": detail,
+            "at": found.now,
+        },
     )
     await add_event(session, _filed_event(data, row, found.name, attachments))
     if attachments:
-        await session.execute(insert(attachment), attachments)
+        await session.execute(_INSERT_ATTACHMENT, attachments)
     return Filed(201, content.encode(), replayed=False, location=ticket_url(ticket_id))
 
 

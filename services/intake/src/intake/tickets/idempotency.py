@@ -13,12 +13,32 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, literal, select, tuple_
+from sqlalchemy import Text, bindparam, cast, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from intake.models import idempotency_key
+
+_CLAIM = (
+    insert(idempotency_key)
+    .values(
+        api_key_id=bindparam("p_api_key_id"),
+        key=bindparam("p_key"),
+        request_hash=bindparam("p_request_hash"),
+        status_code=bindparam("p_status_code"),
+        response=cast(bindparam("p_response", type_=Text), JSONB),
+    )
+    .on_conflict_do_nothing()
+    .returning(idempotency_key.c.key)
+)
+"""Take a key with the response to replay (JSON text); no row if it is taken."""
+_EARLIER = select(
+    idempotency_key.c.request_hash, idempotency_key.c.status_code, idempotency_key.c.response
+).where(
+    idempotency_key.c.api_key_id == bindparam("p_api_key_id"),
+    idempotency_key.c.key == bindparam("p_key"),
+)
 
 Earlier = tuple[int, Any]
 """The status code and JSON response of a key's first, committed use."""
@@ -39,15 +59,7 @@ async def first_use(
 ) -> Earlier | None:
     """The status and response of the committed request that took `key`, or None if no
     request holds it; 422 if that was another request."""
-    row = (
-        await session.execute(
-            select(
-                idempotency_key.c.request_hash,
-                idempotency_key.c.status_code,
-                idempotency_key.c.response,
-            ).where(idempotency_key.c.api_key_id == api_key_id, idempotency_key.c.key == key)
-        )
-    ).first()
+    row = (await session.execute(_EARLIER, {"p_api_key_id": api_key_id, "p_key": key})).first()
     if row is None:
         return None
     if row.request_hash != request_hash:
@@ -71,16 +83,14 @@ async def claim(
     # Twice at most: a key taken, then gone (its first use rolled back, or it was pruned).
     for _ in (1, 2):
         taken = await session.scalar(
-            insert(idempotency_key)
-            .values(
-                api_key_id=api_key_id,
-                key=key,
-                request_hash=request_hash,
-                status_code=status_code,
-                response=cast(literal(response, Text), JSONB),
-            )
-            .on_conflict_do_nothing()
-            .returning(idempotency_key.c.key)
+            _CLAIM,
+            {
+                "p_api_key_id": api_key_id,
+                "p_key": key,
+                "p_request_hash": request_hash,
+                "p_status_code": status_code,
+                "p_response": response,
+            },
         )
         if taken is not None:
             return None
