@@ -324,8 +324,8 @@ def create_service_app(
             figures=figures,
         )
         app.state.runtime = runtime
-        await runtime.start()
-        try:
+        try:  # a start that fails half-way stops what it started
+            await runtime.start()
             yield
         finally:
             await runtime.stop()
