@@ -3,7 +3,9 @@
 The envelope is parsed strictly: unknown fields, missing fields and naive
 timestamps are refused. Payloads follow the tolerant-reader rule instead: a
 consumer ignores fields it does not know, so a producer may add optional
-fields without a version bump; removing or changing a field bumps `version`.
+fields without a version bump; removing or changing a field bumps `version`, and the
+older version stays registered with an upcaster to the new one
+(`contracts.registry.Registry`), so consumers hand their handlers the current version.
 """
 
 from __future__ import annotations
