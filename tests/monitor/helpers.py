@@ -35,11 +35,13 @@ QUICK: dict[str, object] = {
     "scheduler_flush_interval_s": 0.03,
     "scheduler_lookahead_s": 0.05,
     "scheduler_jitter_s": 0.01,
-    "scheduler_lease_margin_s": 1.0,
+    "scheduler_lease_margin_s": 5.0,
     "replica_heartbeat_s": 0.3,
     "replica_ttl_s": 2.0,
     "verification_settle_s": 0.3,
     "heartbeat_min_gap_s": 0.0,
+    "db_pool_size": 4,
+    "db_max_overflow": 4,
 }
 """Settings that run the monitor's minutes in fractions of a second."""
 

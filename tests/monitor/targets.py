@@ -13,8 +13,8 @@ checker's region header, when), and answers by its `mode`:
 - ``refused``: the listener is closed (connection refused); switching back reopens it
   on the same port.
 
-`fail_region` makes it answer 500 only to requests whose ``X-Klaxon-Region`` is that
-region, and `fail_paths` only to requests for those paths. ``/redirect?to=<url>`` answers 302 to the URL whatever the mode.
+`fail_regions` makes it answer 500 only to requests whose ``X-Klaxon-Region`` is one of
+those regions, and `fail_paths` only to requests for those paths. ``/redirect?to=<url>`` answers 302 to the URL whatever the mode.
 """
 
 import asyncio
@@ -45,7 +45,7 @@ class HttpTarget:
     ssl_context: ssl.SSLContext | None = None
     mode: str = "up"
     slow_s: float = 0.5
-    fail_region: str | None = None
+    fail_regions: set[str] = field(default_factory=set)
     fail_paths: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
@@ -125,9 +125,7 @@ class HttpTarget:
         if parts.path == "/redirect":
             status, body = 302, ""
             extra = f"Location: {parse_qs(parts.query)['to'][0]}\r\n"
-        elif parts.path in self.fail_paths or (
-            self.fail_region is not None and region == self.fail_region
-        ):
+        elif parts.path in self.fail_paths or region in self.fail_regions:
             status, body = 500, "region failure"
         elif self.mode == "hang":
             await asyncio.sleep(3600)

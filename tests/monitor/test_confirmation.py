@@ -1,6 +1,7 @@
 """Confirmation, not flapping: down only after N failures in a row, up again, degraded."""
 
 import asyncio
+import functools
 
 from tests.harness import Throwaway, eventually
 from tests.intake.helpers import listening, next_event
@@ -45,6 +46,10 @@ async def test_a_monitor_goes_down_only_after_confirmation_and_comes_back_up(
         assert await service.state(created["id"]) == "up"
 
 
+def _more_requests(target: HttpTarget, path: str, before: int) -> bool:
+    return len(target.requests(path)) > before
+
+
 async def test_a_single_failed_or_slow_check_publishes_nothing(
     env: Throwaway, target: HttpTarget
 ) -> None:
@@ -64,7 +69,7 @@ async def test_a_single_failed_or_slow_check_publishes_nothing(
             target.slow_s = 0.3
             before = len(target.requests("/api"))
             await target.switch(mode)
-            await eventually(lambda n=before: len(target.requests("/api")) > n, timeout_s=5)
+            await eventually(functools.partial(_more_requests, target, "/api", before), timeout_s=5)
             await target.switch("up")
         await no_event(events, "monitor.down", within_s=1.5)
         assert await service.state(created["id"]) == "up"

@@ -65,7 +65,7 @@ async def test_bad_windows_are_refused(env: Throwaway) -> None:
     settings = await prepare(env)
     async with running_monitor(settings) as service:
         now = datetime.now(UTC)
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"cron": "not a cron", "duration_s": 60, "products": ["canvas-hosting"]}, "cron"),
             (
                 {"cron": "0 2 * * 2#2", "duration_s": 7200, "timezone": "Mars/Base", "tags": ["x"]},

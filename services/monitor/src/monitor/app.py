@@ -111,4 +111,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
     )
     install_openapi(app, body_models=(MonitorSpec, PatchWindowSpec, ApplyDocument))
+    app.state.schedulers = current
     return app

@@ -25,6 +25,9 @@ from servicekit.outgoing import (
 )
 
 REGION_HEADER = "X-Klaxon-Region"
+DUE_HEADER = "X-Klaxon-Due"
+"""The due time (epoch seconds) the request checks for: a target can tell a check run
+twice from two checks."""
 
 
 class Outcome(IntEnum):
@@ -142,11 +145,15 @@ def _classify(exc: BaseException) -> tuple[Outcome, str]:
 
 
 async def check_http(
-    clients: Clients, target: dict[str, Any], *, timeout_s: float, region: str
+    clients: Clients, target: dict[str, Any], *, timeout_s: float, region: str, due: datetime
 ) -> Result:
     """Request the target's URL and judge status, keyword and response time."""
     client = clients.verifying if target.get("verify_tls", True) else clients.trusting
-    headers = {**target.get("headers", {}), REGION_HEADER: region}
+    headers = {
+        **target.get("headers", {}),
+        REGION_HEADER: region,
+        DUE_HEADER: f"{due.timestamp():.6f}",
+    }
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 ANY_REGION = "_"
 
+STOP_GRACE_S = 1.5
+"""How long a stopping replica lets its checks in flight finish (within the runtime's 3 s)."""
+
 LAG = Histogram(
     "klaxon_monitor_schedule_lag_seconds",
     "Start of a check minus its due time",
@@ -134,10 +137,13 @@ class Scheduler:
         self.region_keys: dict[str, int] = {}
         self.lags: deque[float] = deque(maxlen=10_000)
         self.checks_run = 0
+        self._live: set[str] | None = None
+        self._flushing: asyncio.Future[None] | None = None
         self._lag = LAG.labels(settings.service_name, self.region)
 
     async def run(self) -> None:
-        """Run until cancelled; leases of checks in flight are released on the way out."""
+        """Run until cancelled. On the way out, checks in flight get `STOP_GRACE_S` to finish
+        and are recorded; the leases of any still running are released."""
         await self.heartbeat()
         try:
             async with asyncio.TaskGroup() as group:
@@ -145,11 +151,22 @@ class Scheduler:
                 group.create_task(self._flush_forever())
                 group.create_task(self._claim_forever())
         finally:
-            for task in self.in_flight:
-                task.cancel()
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await self._release()
+                async with asyncio.timeout(STOP_GRACE_S + 1):
+                    await self._wind_down()
+
+    async def _wind_down(self) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            with contextlib.suppress(Exception):
+                await self._flushing
+        if self.in_flight:
+            _, pending = await asyncio.wait(self.in_flight, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+        batch, self.done = self.done, []
+        if batch:
+            await self.record(batch)
+        await self._release()
 
     async def heartbeat(self) -> None:
         """Say this replica is alive, and make sure its region has a row for every monitor."""
@@ -175,6 +192,23 @@ class Scheduler:
             )
             rows = await session.execute(text("SELECT name, key FROM region"))
             self.region_keys = {name: key for name, key in rows}
+            live = await live_regions(session, self.settings.replica_ttl_s)
+            if self._live is not None and live != self._live:
+                await self._reevaluate(session, live)
+            self._live = live
+
+    async def _reevaluate(self, session: AsyncSession, live: set[str]) -> None:
+        """A region came or went: judge again every monitor a region disagrees about."""
+        rows = await session.execute(
+            text(
+                "SELECT DISTINCT monitor_id FROM check_state WHERE state IN ('down', 'degraded')"
+                " UNION SELECT id FROM monitor WHERE state IN ('down', 'degraded')"
+                " ORDER BY 1"
+            )
+        )
+        now = datetime.now(UTC)
+        for (monitor_id,) in rows.all():
+            await evaluate(session, monitor_id, live, now)
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -186,6 +220,7 @@ class Scheduler:
 
     async def _release(self) -> None:
         async with self.sessions() as session, session.begin():
+            await session.execute(text("DELETE FROM replica WHERE id = :me"), {"me": self.me})
             await session.execute(
                 text(
                     "UPDATE check_state SET lease_until = NULL, leased_by = NULL WHERE leased_by = :me"
@@ -239,7 +274,9 @@ class Scheduler:
         target = claim.target
         timeout_s = float(claim.timeout_s)
         if claim.kind == "http":
-            result = await check_http(self.clients, target, timeout_s=timeout_s, region=self.region)
+            result = await check_http(
+                self.clients, target, timeout_s=timeout_s, region=self.region, due=claim.due_at
+            )
         elif claim.kind == "tcp":
             result = await check_tcp(self.clients, target, timeout_s=timeout_s)
         else:
@@ -254,8 +291,11 @@ class Scheduler:
             if not self.done:
                 continue
             batch, self.done = self.done, []
+            # Shielded: a stopping replica waits for this batch (see `_wind_down`) rather than
+            # roll it back and hand its checks to another replica to run again.
+            self._flushing = asyncio.ensure_future(self.record(batch))
             try:
-                await self.record(batch)
+                await asyncio.shield(self._flushing)
             except Exception:
                 log.warning(
                     "recording %d check results failed; their leases expire and they run again",
