@@ -59,15 +59,21 @@ once; consumers deduplicate by envelope `id` in their inbox.
 
 Each service consumes from one quorum queue `{service_queue("<service>")}` (one of
 {", ".join(f"`{service_queue(s)}`" for s in SERVICES)}) bound to the routing keys
-it handles. A message it cannot parse, or that keeps failing past the queue's
+it handles. A message it cannot parse, or that keeps failing past the consumer's
 delivery limit, is dead-lettered to the fanout exchange and quorum queue
 `{dead_letter_name("<service>")}`. Events no queue is bound to go to the alternate
 exchange `{UNROUTED_EXCHANGE}` and are kept in the queue `{UNROUTED_QUEUE}`.
 
 Payloads follow the tolerant-reader rule: consumers ignore unknown fields, so
 a producer may add optional fields without bumping `version`; removing or
-changing a field bumps it. The envelope itself is strict: unknown fields and
-timestamps without a UTC offset are refused.
+changing a field bumps it. A consumer keeps the older versions' schemas and
+upcasts an older payload to the current version; a version it does not know is
+dead-lettered. The envelope itself is strict: unknown fields and timestamps
+without a UTC offset are refused.
+
+Every service's queue and bindings are declared by `migrate` from the routing
+table (each channel below names the queues it is consumed from), so an event
+published before its consumer first ran waits in that consumer's queue.
 """
 
 
