@@ -7,8 +7,9 @@ problem+json errors and correlation ids.
 
 A service's own clients (an HTTP client, an SMTP pool) are *resources*:
 ``resources={"smtp": factory}``, where ``factory(settings)`` returns an async context
-manager. Every resource is entered before any loop starts and exited after every
-loop has stopped, in reverse order; its value is ``runtime.resources["smtp"]``.
+manager. Every resource is entered before any loop starts and exited, in reverse
+order, once the loops have stopped (or, past `STOP_TIMEOUT_S`, been left behind:
+see `Runtime.stop`); its value is ``runtime.resources["smtp"]``.
 A service's own background work is a *loop*: ``loops={"scheduler": fn}``, an
 ``async def fn(runtime)`` run until shutdown, rerun with backoff when it fails or
 returns (`servicekit.reconnect.run_forever`).
