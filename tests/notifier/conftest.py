@@ -7,13 +7,13 @@ import pytest
 
 from tests.harness import Throwaway
 from tests.notifier.helpers import Notifier, running_notifier
-from tests.notifier.smtp_server import SmtpServer, free_port
+from tests.smtp import SmtpServer
 
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     """A recording SMTP server on a free local port."""
-    server = SmtpServer(port=free_port())
+    server = SmtpServer()
     server.start()
     try:
         yield server

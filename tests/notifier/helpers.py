@@ -25,7 +25,7 @@ from servicekit.auth import create_api_key
 from servicekit.runtime import Runtime
 from tests.harness import Throwaway, wait_connected
 from tests.intake.helpers import next_event
-from tests.notifier.smtp_server import SmtpServer
+from tests.smtp import Received, SmtpServer
 
 MIGRATIONS = Path(notifier.__file__).parent / "migrations"
 PRODUCT = ProductRef(slug="canvas-hosting", name="Canvas Hosting")
@@ -150,6 +150,11 @@ class Notifier:
         """One value from the notifier's schema."""
         async with self.runtime.sessions() as session:
             return await session.scalar(text(sql), params)
+
+
+def for_delivery(smtp: SmtpServer, prefix: str) -> list[Received]:
+    """Messages sent for deliveries whose dedupe key starts with `prefix`."""
+    return [r for r in smtp.received if r.header("X-Klaxon-Delivery").startswith(prefix)]
 
 
 async def next_payload(

@@ -11,8 +11,15 @@ from contracts.common import Person
 from contracts.statuspage import StatusPagePublished
 from tests.harness import Throwaway, eventually
 from tests.intake.helpers import inject, listening
-from tests.notifier.helpers import PRODUCT, Notifier, next_payload, running_notifier, ticket_filed
-from tests.notifier.smtp_server import SmtpServer
+from tests.notifier.helpers import (
+    PRODUCT,
+    Notifier,
+    for_delivery,
+    next_payload,
+    running_notifier,
+    ticket_filed,
+)
+from tests.smtp import SmtpServer
 
 
 async def test_twenty_tickets_at_once_make_one_page_and_twenty_reporter_emails(
@@ -32,8 +39,8 @@ async def test_twenty_tickets_at_once_make_one_page_and_twenty_reporter_emails(
 
         async with listening(env, "page.notified") as events:
             await asyncio.gather(*(inject(env, t, producer="intake") for t in tickets))
-            await smtp.wait_for(1, address="bob@ops.example", timeout_s=15)
-            await eventually(lambda: len(smtp.for_delivery("reporter-ack:")) >= 20, timeout_s=15)
+            await smtp.wait_for(1, address="bob@ops.example", timeout_s=30)
+            await eventually(lambda: len(for_delivery(smtp, "reporter-ack:")) >= 20, timeout_s=30)
             notified: set[object] = set()
             while len(notified) < 20:
                 notified.update((await next_payload(events, "page.notified")).ticket_ids)
@@ -44,7 +51,7 @@ async def test_twenty_tickets_at_once_make_one_page_and_twenty_reporter_emails(
         assert len(pages[0]["tickets"]) == 20
         assert len(smtp.to("alice@ops.example")) == 1
         assert len(smtp.to("bob@ops.example")) == 1
-        reporters = sorted(a for r in smtp.for_delivery("reporter-ack:") for a in r.envelope_to)
+        reporters = sorted(a for r in for_delivery(smtp, "reporter-ack:") for a in r.envelope_to)
         assert reporters == sorted(t.reporter.email for t in tickets)
         assert notified == {t.ticket_id for t in tickets}
 

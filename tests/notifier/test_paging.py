@@ -6,8 +6,8 @@ import asyncio
 from contracts.common import Severity
 from tests.harness import Throwaway
 from tests.intake.helpers import inject, listening
-from tests.notifier.helpers import Notifier, next_payload, ticket_filed
-from tests.notifier.smtp_server import SmtpServer
+from tests.notifier.helpers import Notifier, for_delivery, next_payload, ticket_filed
+from tests.smtp import SmtpServer
 
 
 async def test_critical_ticket_pages_oncall_and_emails_reporter(
@@ -72,7 +72,7 @@ async def test_ladder_escalates_level_by_level_and_repeats(
     assert timeline[-1]["kind"] == "ladder_exhausted"
     # Every mail of the page is in one thread.
     roots = {m.message["Message-ID"] for m in smtp.received if m.message["In-Reply-To"] is None}
-    thread = {m.message["In-Reply-To"] for m in smtp.for_delivery("page:")} - {None}
+    thread = {m.message["In-Reply-To"] for m in for_delivery(smtp, "page:")} - {None}
     assert thread <= roots
     assert len(thread) == 1
 
@@ -82,7 +82,7 @@ async def test_acknowledging_by_api_stops_the_ladder(
 ) -> None:
     alice = await service.person("Alice", "alice@ops.example")
     bob = await service.person("Bob", "bob@ops.example")
-    await service.policy(("person", alice, 1.0), ("person", bob, 1.0))
+    await service.policy(("person", alice, 3.0), ("person", bob, 3.0))
     async with listening(env, "page.acknowledged") as events:
         await inject(env, ticket_filed(), producer="intake")
         await smtp.wait_for(1, address="alice@ops.example")
@@ -95,7 +95,8 @@ async def test_acknowledging_by_api_stops_the_ladder(
         assert again["acknowledged_by_name"] == "Alice"
         acked = await next_payload(events, "page.acknowledged")
     assert acked.by.email == "alice@ops.example"
-    await asyncio.sleep(1.8)
+    assert await service.scalar("SELECT count(*) FROM timer WHERE kind = 'escalate'") == 0
+    await asyncio.sleep(3.2)
     assert smtp.to("bob@ops.example") == []
 
 
@@ -104,7 +105,7 @@ async def test_acknowledging_by_signed_link_stops_the_ladder(
 ) -> None:
     alice = await service.person("Alice", "alice@ops.example")
     bob = await service.person("Bob", "bob@ops.example")
-    await service.policy(("person", alice, 1.0), ("person", bob, 1.0))
+    await service.policy(("person", alice, 3.0), ("person", bob, 3.0))
     await inject(env, ticket_filed(), producer="intake")
     await smtp.wait_for(1, address="alice@ops.example")
     mail = smtp.to("alice@ops.example")[0].text()
@@ -128,7 +129,8 @@ async def test_acknowledging_by_signed_link_stops_the_ladder(
     (page,) = await service.pages()
     assert page["state"] == "acknowledged"
     assert page["acknowledged_by_name"] == "Alice"
-    await asyncio.sleep(1.8)
+    assert await service.scalar("SELECT count(*) FROM timer WHERE kind = 'escalate'") == 0
+    await asyncio.sleep(3.2)
     assert smtp.to("bob@ops.example") == []
 
 

@@ -10,8 +10,8 @@ from contracts.monitor import MonitorCameUp, MonitorVerificationFailed, MonitorW
 from contracts.statuspage import DueReason, StatusUpdateDueSoon, StatusUpdateOverdue
 from tests.harness import Throwaway, eventually
 from tests.intake.helpers import inject, listening
-from tests.notifier.helpers import PRODUCT, Notifier, next_payload, ticket_filed
-from tests.notifier.smtp_server import SmtpServer
+from tests.notifier.helpers import PRODUCT, Notifier, for_delivery, next_payload, ticket_filed
+from tests.smtp import SmtpServer
 
 DOWN_SINCE = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 
@@ -150,12 +150,12 @@ async def test_overdue_escalates_and_reminds_the_reporter_once_per_deadline(
         assert events.empty()
     assert (escalated.from_level, escalated.to_level) == (1, 2)
     assert "status-page update" in escalated.reason
-    reminders = smtp.for_delivery("reporter-reminder:")
+    reminders = for_delivery(smtp, "reporter-reminder:")
     assert len(reminders) == 1
     assert service.settings.after_hours_phone in reminders[0].text()
     assert (
         reminders[0].message["In-Reply-To"]
-        == smtp.for_delivery("reporter-ack:")[0].message["Message-ID"]
+        == for_delivery(smtp, "reporter-ack:")[0].message["Message-ID"]
     )
     assert len(smtp.to("bob@ops.example")) == 1
 
@@ -181,7 +181,7 @@ async def test_overdue_before_the_ticket_opens_the_page_and_reminds(
     await inject(env, overdue, producer="statuspage")
     await inject(env, ticket, producer="intake")
     await smtp.wait_for(1, address="bob@ops.example")
-    await eventually(lambda: smtp.for_delivery("reporter-reminder:"))
+    await eventually(lambda: for_delivery(smtp, "reporter-reminder:"))
     (page,) = await service.pages()
     assert [t["ticket_id"] for t in page["tickets"]] == [str(ticket.ticket_id)]
 

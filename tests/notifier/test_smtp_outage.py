@@ -6,8 +6,8 @@ from collections import Counter
 
 from tests.harness import Throwaway, eventually
 from tests.intake.helpers import inject
-from tests.notifier.helpers import Notifier, running_notifier, ticket_filed
-from tests.notifier.smtp_server import SmtpServer
+from tests.notifier.helpers import Notifier, for_delivery, running_notifier, ticket_filed
+from tests.smtp import SmtpServer
 
 
 async def test_smtp_down_then_back_loses_nothing_and_repeats_nothing(
@@ -45,13 +45,13 @@ async def _down_then_back(env: Throwaway, service: Notifier, smtp: SmtpServer) -
 
     await asyncio.sleep(2)
     smtp.start()
-    await smtp.wait_for(1, address="alice@ops.example", timeout_s=15)
-    await smtp.wait_for(1, address="bob@ops.example", timeout_s=15)
-    await eventually(lambda: len(smtp.for_delivery("reporter-ack:")) >= 5, timeout_s=15)
+    await smtp.wait_for(1, address="alice@ops.example", timeout_s=30)
+    await smtp.wait_for(1, address="bob@ops.example", timeout_s=30)
+    await eventually(lambda: len(for_delivery(smtp, "reporter-ack:")) >= 5, timeout_s=30)
     await asyncio.sleep(1)
 
     expected = await service.scalar("SELECT count(*) FROM delivery")
-    sent = Counter(received.delivery for received in smtp.received)
+    sent = Counter(received.header("X-Klaxon-Delivery") for received in smtp.received)
     duplicates = sum(n - 1 for n in sent.values())
     lost = expected - len(sent)
     assert (lost, duplicates) == (0, 0)

@@ -7,7 +7,7 @@ from servicekit.db import create_engine, session_factory
 from tests.harness import Throwaway
 from tests.intake.helpers import inject
 from tests.notifier.helpers import MIGRATIONS, notifier_settings, running_notifier, ticket_filed
-from tests.notifier.smtp_server import SmtpServer
+from tests.smtp import SmtpServer
 
 
 async def test_a_ticket_filed_before_the_notifier_ever_started_is_paged_when_it_starts(
