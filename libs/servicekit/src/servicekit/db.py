@@ -104,15 +104,30 @@ _UNREACHABLE: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+    asyncpg.TooManyConnectionsError,
 )
-"""Driver-level failures seen when the database could not be reached."""
+"""Driver-level failures seen when the database could not be reached (or would take no
+more connections)."""
 
-_AMBIGUOUS: tuple[type[Exception], ...] = (OSError, TimeoutError, asyncpg.InterfaceError)
+_AMBIGUOUS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 """Raised by an unreachable database, and as readily by anything else a handler or route
 calls (an SMTP server, an HTTP API, a timeout), or, for asyncpg's `InterfaceError`, by a
 query the driver refuses (a wrong argument count, a value it cannot encode, an operation
-on a busy connection): `is_database_outage` asks the database before it believes one of
-these."""
+on a busy connection), or, for its `InternalClientError` ("cannot switch to state ...;
+another operation is in progress", seen on connections a restart broke mid-statement),
+by a bug: `is_database_outage` asks the database before it believes one of these."""
+
+RESTART_GRACE_S = 30.0
+"""An ambiguous failure within this long of the database's (re)start counts as an outage:
+the database answers again by the time it is asked, but the failure was the restart's."""
 
 TRANSIENT_CANDIDATES: tuple[type[Exception], ...] = (*_UNREACHABLE, DBAPIError)
 """The exception types `is_transient` may say yes to."""
@@ -160,8 +175,22 @@ async def is_database_outage(
     if not is_transient(exc):
         return False
     if _ambiguous(exc):
-        return not await database_answers(sessions)
+        return not await database_steady(sessions)
     return True
+
+
+async def database_steady(
+    sessions: async_sessionmaker[AsyncSession], timeout_s: float = PROBE_TIMEOUT_S
+) -> bool:
+    """True if the database answers within `timeout_s` and has been up `RESTART_GRACE_S`."""
+    try:
+        async with asyncio.timeout(timeout_s), sessions() as session:
+            up_s = await session.scalar(
+                text("SELECT extract(epoch FROM now() - pg_postmaster_start_time())")
+            )
+    except Exception:
+        return False
+    return up_s is not None and float(up_s) >= RESTART_GRACE_S
 
 
 def _ambiguous(exc: BaseException) -> bool:
@@ -175,7 +204,7 @@ def _ambiguous(exc: BaseException) -> bool:
         cause = exc.orig.__cause__ if exc.orig is not None else None
         return (
             not exc.connection_invalidated
-            and isinstance(cause, asyncpg.InterfaceError)
+            and isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError)
             and _ambiguous(cause)
         )
     if isinstance(exc, asyncpg.InterfaceError):
