@@ -115,6 +115,9 @@ class DeliveryWorker:
         self.listening = False
         """True while notifications reach this worker (tests wait for it)."""
         self._wakeup = asyncio.Event()
+        self._refill_at = max(1, settings.delivery_concurrency // 4)
+        """Free slots that make a busy worker claim again: claims come in batches, not
+        one per finished send."""
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -148,15 +151,19 @@ class DeliveryWorker:
                 # Cleared before claiming, so a NOTIFY that lands mid-claim is not lost.
                 self._wakeup.clear()
                 free = self.settings.delivery_concurrency - len(self._inflight)
-                if free <= 0:
-                    wait_s = self.settings.delivery_poll_interval_s  # a finished send wakes it
+                poll_s = self.settings.delivery_poll_interval_s
+                if self._inflight and free < self._refill_at:
+                    wait_s = poll_s  # busy: a finished send wakes it
                 else:
-                    claims = await self.claim(min(free, self.settings.delivery_batch_size))
+                    wanted = min(free, self.settings.delivery_batch_size)
+                    claims = await self.claim(wanted)
                     for claim in claims:
                         self._start(claim)
-                    if len(claims) == min(free, self.settings.delivery_batch_size):
+                    if len(claims) == wanted:
                         continue
-                    wait_s = await self._until_next_due()
+                    # While sends are out, each one that ends wakes the worker, which then
+                    # looks for due deliveries; once idle it sleeps until the next is due.
+                    wait_s = poll_s if self._inflight else await self._until_next_due()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait_s)
         finally:
