@@ -4,7 +4,7 @@ tells the reporter; the ladder escalates until someone acknowledges."""
 import asyncio
 
 from contracts.common import Severity
-from tests.harness import Throwaway
+from tests.harness import Throwaway, eventually
 from tests.intake.helpers import inject, listening
 from tests.notifier.helpers import Notifier, for_delivery, next_payload, ticket_filed
 from tests.smtp import SmtpServer
@@ -175,3 +175,22 @@ async def test_pages_keep_opening_once_postgres_plans_the_upsert_generically(
                 urgency=Urgency.HIGH,
             )
             assert opened == (i == 0)
+
+
+async def test_a_delayed_rule_is_skipped_once_the_page_is_acknowledged(
+    env: Throwaway, service: Notifier, smtp: SmtpServer
+) -> None:
+    rules = [{"channel": "email", "delay_s": 0}, {"channel": "email", "delay_s": 2}]
+    alice = await service.person("Alice", "alice@ops.example", rules=rules)
+    await service.policy(("person", alice, 60))
+    await inject(env, ticket_filed(), producer="intake")
+    await smtp.wait_for(1, address="alice@ops.example")
+    (page,) = await service.pages()
+    await service.post(f"/v1/pages/{page['id']}/acknowledge", {}, status=200)
+
+    async def skipped() -> bool:
+        steps = (await service.page(page["id"]))["timeline"]
+        return any(s["kind"] == "not_sent" and "acknowledged" in s["detail"] for s in steps)
+
+    await eventually(skipped, timeout_s=10)
+    assert len(smtp.to("alice@ops.example")) == 1

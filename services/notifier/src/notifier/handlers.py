@@ -21,8 +21,9 @@ from contracts.statuspage import (
     StatusUpdateDueSoon,
     StatusUpdateOverdue,
 )
-from notifier import outcomes, paging, reporters, timeline
+from notifier import actions, outcomes, paging, reporters, timeline
 from notifier.models import handled_signal, page, page_monitor, page_ticket, status_page_link
+from notifier.oncall import contact, target_person
 from notifier.settings import Settings
 from servicekit import catalogue
 from servicekit.consumer import Handler
@@ -182,7 +183,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
                 select(page_ticket.c.ticket_id).where(page_ticket.c.page_id == page_id).limit(1)
             )
             if still_down is None and has_tickets is None:
-                await paging.resolve(
+                await actions.resolve(
                     session,
                     page_id,
                     note=f"{payload.monitor_name} came back up",
@@ -280,8 +281,6 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
     async def _remind_engineer(
         session: AsyncSession, row: Row[Any], payload: StatusUpdateDueSoon
     ) -> None:
-        from notifier.oncall import contact, target_person
-
         who = None
         if row.acknowledged_by is not None:
             who = await contact(session, row.acknowledged_by)

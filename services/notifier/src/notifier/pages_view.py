@@ -8,7 +8,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import Person
-from notifier import paging, schemas, timeline
+from notifier import actions, schemas, timeline
 from notifier.models import page, page_event, page_ticket, person
 from notifier.settings import Settings
 from servicekit.problems import NotFound, Unprocessable
@@ -90,7 +90,7 @@ async def act(
     """Acknowledge or resolve a page as `person_id` (or `fallback`)."""
     by, by_id = await actor(session, settings, person_id, fallback)
     if action == "acknowledge":
-        row = await paging.acknowledge(session, settings, page_id, by=by, by_id=by_id)
+        row = await actions.acknowledge(session, settings, page_id, by=by, by_id=by_id)
     else:
-        row = await paging.resolve(session, page_id, note=note or f"resolved by {by.name}")
+        row = await actions.resolve(session, page_id, note=note or f"resolved by {by.name}")
     return await read_page(session, row, with_timeline=False)
