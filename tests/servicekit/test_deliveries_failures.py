@@ -6,11 +6,13 @@ from collections import Counter
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from servicekit.deliveries import Delivery, Outcome, enqueue
 from servicekit.settings import ServiceSettings
 from tests.harness import Throwaway, eventually
+from tests.proxy import TcpProxy
 from tests.servicekit.deliveries_support import (
     CHANNEL,
     Request,
@@ -21,7 +23,7 @@ from tests.servicekit.deliveries_support import (
     recorder,
     rows,
 )
-from tests.servicekit.helpers import prepared
+from tests.servicekit.helpers import prepared, running
 
 
 async def _settings(env: Throwaway, **overrides: object) -> ServiceSettings:
@@ -184,3 +186,44 @@ async def test_two_workers_share_deliveries_and_send_each_once(
     by_worker = Counter(request.headers["x-worker"] for request in server.requests)
     assert min(by_worker["a"], by_worker["b"]) > 10, by_worker
     assert "not recorded" not in caplog.text
+
+
+async def test_a_database_outage_between_send_and_record_repeats_no_send(
+    env: Throwaway,
+) -> None:
+    """The worker's database goes away while a send is out; the worker records the outcome
+    once it is back, before the claim's lease ends, so nothing is sent twice."""
+    settings = await _settings(env)
+    proxy = TcpProxy("127.0.0.1", make_url(settings.database_url).port or 5432)
+    await proxy.start()
+    through_proxy = settings.model_copy(
+        update={
+            "database_url": make_url(settings.database_url)
+            .set(host="127.0.0.1", port=proxy.port)
+            .render_as_string(hide_password=False),
+            "delivery_lease_s": 5.0,
+            "delivery_send_timeout_s": 3.0,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+        }
+    )
+    try:
+        async with (
+            recorder(delay_s=0.8) as server,
+            running(settings) as direct,
+            delivering(through_proxy, server.url),
+        ):
+            await _enqueue(direct.sessions, "through-an-outage")
+            await eventually(lambda: server.received(1), interval_s=0.01)
+            await proxy.cut()  # while the provider is still answering
+            await eventually(lambda: server.requests[0].answered, interval_s=0.01)
+            await asyncio.sleep(0.5)  # the worker fails to record, and keeps trying
+            assert (await rows(direct))["through-an-outage"].state == "sending"
+            await proxy.start()
+            await eventually(lambda: all_in_state(direct, "sent", 1), timeout_s=4)
+            await asyncio.sleep(5.5)  # past the lease: an unrecorded send would go again
+            row = (await rows(direct))["through-an-outage"]
+    finally:
+        await proxy.close()
+    assert len(server.requests) == 1
+    assert (row.attempts, row.result) == (1, {"message_id": "msg-1"})
