@@ -8,7 +8,8 @@
   what FastAPI cannot know: models of bodies read by `servicekit.api.json_body`
   (or by hand) are published; every problem+json response refers to
   `ProblemDocument` and FastAPI's own 422 schema (which the API never sends) is
-  replaced by it; ``/metrics`` is ``text/plain``; ``/readyz`` documents its 503.
+  replaced by it; ``/metrics`` is ``text/plain``; ``/readyz`` documents its 503;
+  every route documents the 431 of oversized request headers.
 """
 
 from collections.abc import Iterable, Mapping
@@ -103,6 +104,8 @@ def _fix_operation(path: str, method: str, operation: dict[str, Any]) -> None:
             response["content"] = {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}
             if status == "422" and response.get("description") == "Validation Error":
                 response["description"] = STANDARD_ERRORS[422]
+    # The header limit (servicekit.api_middleware) guards every route.
+    responses.setdefault("431", problem_response(STANDARD_ERRORS[431]))
     if path == "/metrics" and method == "get":
         responses["200"] = {
             "description": "Prometheus text exposition format",

@@ -5,6 +5,7 @@ hand. Validation errors become 422 with one entry per field and reason.
 """
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -138,6 +139,16 @@ def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
     return [_field_error(err) for err in errors]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the app's OpenAPI document lists for the request's path."""
+    allowed: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            allowed.update(method.upper() for method in item if method != "parameters")
+    return sorted(allowed)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error the app can raise to problem+json."""
 
@@ -173,8 +184,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         response = problem_response(
             exc.status_code, title, str(exc.detail), instance=request.url.path
         )
-        for name, value in (exc.headers or {}).items():  # e.g. a 405's Allow
+        for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     async def _transient(request: Request, exc: Exception) -> JSONResponse:

@@ -182,7 +182,7 @@ async def add_attachments(
     responses={
         200: {
             "description": "The attachment's bytes, typed by their content",
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         },
         **READ_ONE,
     },
