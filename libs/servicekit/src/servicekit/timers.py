@@ -26,14 +26,17 @@ Scheduling the same ``(kind, key)`` again moves the one timer (and unparks it).
 """
 
 import asyncio
+import collections
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -128,10 +131,22 @@ class _Claim:
 
     due: DueTimer
     lease_until: datetime
+    claimed_at: float
+    """`time.monotonic` when the lease was taken."""
+
+
+_AUTOCOMMIT: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+"""A single statement on its own: one round trip, no BEGIN and COMMIT around it."""
 
 
 class TimerWorker:
-    """Fires due timers of the kinds it has handlers for, several at once."""
+    """Fires due timers of the kinds it has handlers for, several at once.
+
+    It keeps up to ``timer_concurrency`` handlers running and as many claimed timers
+    waiting for a slot, claimed in batches of at least half that, so the handlers do
+    not wait for a claim's round trip. A waiting timer whose lease could run out
+    before its handler's timeout is handed back (made due again) instead of run.
+    """
 
     def __init__(
         self,
@@ -149,45 +164,7 @@ class TimerWorker:
         self.sessions = sessions
         self.handlers = dict(handlers)
         self._running: set[asyncio.Task[None]] = set()
-
-    async def run(self) -> None:
-        """Fire timers until cancelled; survive database outages."""
-        try:
-            await run_forever(self._poll, "timer worker", self.settings)
-        finally:
-            running = list(self._running)
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-
-    async def _poll(self) -> None:
-        """Claim due timers into the free slots; wait for a slot, or for the next poll."""
-        settings = self.settings
-        while True:
-            free = settings.timer_concurrency - len(self._running)
-            if free <= 0:
-                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            wanted = min(free, settings.timer_batch_size)
-            claimed = await self._claim(wanted)
-            for claim in claimed:
-                task = asyncio.create_task(
-                    self._fire(claim), name=f"timer {claim.due.kind}/{claim.due.key}"
-                )
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-            if len(claimed) < wanted:
-                await asyncio.sleep(settings.timer_poll_interval_s)
-
-    async def fire_due(self) -> int:
-        """Claim up to ``timer_concurrency`` due timers and fire them together; returns how
-        many were claimed."""
-        claimed = await self._claim(self.settings.timer_concurrency)
-        await asyncio.gather(*(self._fire(claim) for claim in claimed))
-        return len(claimed)
-
-    async def _claim(self, limit: int) -> list[_Claim]:
-        """Lease up to `limit` due timers, oldest due first, and commit the lease."""
+        self._waiting: collections.deque[_Claim] = collections.deque()
         due = (
             select(timer.c.id, timer.c.due_at)
             .where(
@@ -196,14 +173,14 @@ class TimerWorker:
                 timer.c.kind.in_(list(self.handlers)),
             )
             .order_by(timer.c.due_at)
-            .limit(limit)
+            .limit(bindparam("limit"))
             .with_for_update(skip_locked=True)
             .cte("due")
         )
-        lease = (
+        self._claim_statement = (
             update(timer)
             .where(timer.c.id == due.c.id)
-            .values(due_at=func.now() + timedelta(seconds=self.settings.timer_lease_s))
+            .values(due_at=func.now() + timedelta(seconds=settings.timer_lease_s))
             .returning(
                 timer.c.id,
                 timer.c.kind,
@@ -214,15 +191,99 @@ class TimerWorker:
                 timer.c.due_at.label("lease_until"),
             )
         )
-        async with self.sessions() as session, session.begin():
-            rows = (await session.execute(lease)).all()
+
+    async def run(self) -> None:
+        """Fire timers until cancelled; survive database outages."""
+        try:
+            await run_forever(self._poll, "timer worker", self.settings)
+        finally:
+            running = list(self._running)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._hand_back(self._waiting)
+
+    async def _poll(self) -> None:
+        """Keep the slots busy: claim due timers while there is room, run them as slots
+        free up; with nothing left to claim, look again after a poll interval."""
+        settings = self.settings
+        concurrency = settings.timer_concurrency
+        while True:
+            await self._start_waiting()
+            room = 2 * concurrency - len(self._running) - len(self._waiting)
+            exhausted = False
+            if room >= max(1, concurrency // 2) or (room > 0 and not self._waiting):
+                wanted = min(room, settings.timer_batch_size)
+                claimed = await self._claim(wanted)
+                self._waiting.extend(claimed)
+                exhausted = len(claimed) < wanted
+                await self._start_waiting()
+            if self._running:
+                await asyncio.wait(
+                    self._running,
+                    timeout=settings.timer_poll_interval_s if exhausted else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            elif exhausted:
+                await asyncio.sleep(settings.timer_poll_interval_s)
+
+    async def _start_waiting(self) -> None:
+        """Start waiting timers in the free slots; hand back those whose lease is too short."""
+        stale: list[_Claim] = []
+        while self._waiting and len(self._running) < self.settings.timer_concurrency:
+            claim = self._waiting.popleft()
+            left_s = self.settings.timer_lease_s - (time.monotonic() - claim.claimed_at)
+            if left_s <= self.settings.timer_handler_timeout_s:  # it could outlive its lease
+                stale.append(claim)
+                continue
+            task = asyncio.create_task(
+                self._fire(claim), name=f"timer {claim.due.kind}/{claim.due.key}"
+            )
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        if stale:
+            await self._hand_back(stale)
+
+    async def fire_due(self) -> int:
+        """Claim up to ``timer_concurrency`` due timers and fire them together; returns how
+        many were claimed."""
+        claimed = await self._claim(self.settings.timer_concurrency)
+        await asyncio.gather(*(self._fire(claim) for claim in claimed))
+        return len(claimed)
+
+    async def _claim(self, limit: int) -> list[_Claim]:
+        """Lease up to `limit` due timers, oldest due first, in one committed statement."""
+        async with self.sessions() as session:
+            connection = await session.connection(execution_options=_AUTOCOMMIT)
+            rows = (await connection.execute(self._claim_statement, {"limit": limit})).all()
+        claimed_at = time.monotonic()
         return [
             _Claim(
                 DueTimer(row.id, row.kind, row.key, row.was_due_at, row.payload, row.attempts),
                 row.lease_until,
+                claimed_at,
             )
             for row in sorted(rows, key=lambda row: row.was_due_at)
         ]
+
+    async def _hand_back(self, claims: Collection[_Claim]) -> None:
+        """Make claimed timers that will not run here due again as they were."""
+        if not claims:
+            return
+        log.warning("handing back %d claimed timers this worker could not start", len(claims))
+        async with self.sessions() as session:
+            connection = await session.connection(execution_options=_AUTOCOMMIT)
+            for claim in claims:
+                await connection.execute(
+                    _HAND_BACK,
+                    {
+                        "timer_id": claim.due.id,
+                        "lease_until": claim.lease_until,
+                        "was_due_at": claim.due.due_at,
+                    },
+                )
 
     async def _fire(self, claim: _Claim) -> None:
         """Run the handler in a transaction of its own that deletes the timer it claimed."""
@@ -237,7 +298,7 @@ class TimerWorker:
             ):
                 await self.handlers[due.kind](session, due)
                 await session.execute(
-                    delete(timer).where(timer.c.id == due.id, timer.c.due_at == claim.lease_until)
+                    _DELETE_CLAIMED, {"timer_id": due.id, "lease_until": claim.lease_until}
                 )
         except TimeoutError as exc:
             outcome = "timed_out"
@@ -295,9 +356,23 @@ class TimerWorker:
         }
         if last_error is not None:
             values["last_error"] = last_error
-        async with self.sessions() as session, session.begin():
-            await session.execute(
+        async with self.sessions() as session:
+            connection = await session.connection(execution_options=_AUTOCOMMIT)
+            await connection.execute(
                 update(timer)
                 .where(timer.c.id == claim.due.id, timer.c.due_at == claim.lease_until)
                 .values(**values)
             )
+
+
+_DELETE_CLAIMED = delete(timer).where(
+    timer.c.id == bindparam("timer_id"), timer.c.due_at == bindparam("lease_until")
+)
+"""Delete a fired timer if it is still the one claimed (not rescheduled, not claimed again)."""
+
+_HAND_BACK = (
+    update(timer)
+    .where(timer.c.id == bindparam("timer_id"), timer.c.due_at == bindparam("lease_until"))
+    .values(due_at=bindparam("was_due_at"))
+)
+"""Give a claimed timer back, due when it was."""
