@@ -1,0 +1,120 @@
+"""Bounded resources: oversized headers are refused, concurrent uploads are capped, and every
+request is counted and timed by route and status in /metrics."""
+
+import asyncio
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import Throwaway
+from tests.intake.helpers import Intake, dumps, running_intake, ticket_body
+
+
+async def test_request_headers_over_the_limit_are_refused_with_431(intake: Intake) -> None:
+    huge = {**intake.auth(), "X-Padding": "a" * (intake.settings.max_header_bytes + 1)}
+    response = await intake.client.post("/v1/tickets", json=ticket_body(), headers=huge)
+    assert response.status_code == 431
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["limit_bytes"] == intake.settings.max_header_bytes
+    assert await intake.count("ticket") == 0
+    fine = {**intake.auth(), "X-Padding": "a" * 1000}
+    assert (await intake.client.post("/v1/tickets", json=ticket_body(), headers=fine)).is_success
+
+
+class _SlowBody(httpx.AsyncByteStream):
+    """A multipart body whose last bytes wait until `release` is set: an upload in progress."""
+
+    def __init__(self, head: bytes, tail: bytes, release: asyncio.Event) -> None:
+        self.head, self.tail, self.release = head, tail, release
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield self.head
+        await self.release.wait()
+        yield self.tail
+
+
+def _multipart(subject: str) -> tuple[bytes, bytes, str]:
+    boundary = "klaxonboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="ticket"\r\n\r\n'
+        f"{dumps(ticket_body(subject=subject))}\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="log.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\nline one\n"
+    ).encode()
+    tail = f"line two\n\r\n--{boundary}--\r\n".encode()
+    return head, tail, f"multipart/form-data; boundary={boundary}"
+
+
+async def test_uploads_beyond_the_cap_get_503_with_retry_after_and_others_proceed(
+    env: Throwaway,
+) -> None:
+    async with running_intake(env, uploads_at_once=2, upload_wait_s=0.2) as intake:
+        release = asyncio.Event()
+
+        async def slow_upload(subject: str) -> httpx.Response:
+            head, tail, content_type = _multipart(subject)
+            return await intake.client.post(
+                "/v1/tickets",
+                content=_SlowBody(head, tail, release),
+                headers={**intake.auth(), "Content-Type": content_type},
+            )
+
+        holding = [asyncio.create_task(slow_upload(f"slow {i}")) for i in range(2)]
+        await asyncio.sleep(0.5)  # both hold an upload slot, mid-body
+        head, tail, content_type = _multipart("one too many")
+        refused = await intake.client.post(
+            "/v1/tickets",
+            content=head + tail,
+            headers={**intake.auth(), "Content-Type": content_type},
+        )
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.headers["content-type"] == "application/problem+json"
+        # A JSON filing takes no upload slot.
+        assert (
+            await intake.client.post("/v1/tickets", json=ticket_body(), headers=intake.auth())
+        ).is_success
+        release.set()
+        assert [(await task).status_code for task in holding] == [201, 201]
+        again = await intake.client.post(
+            "/v1/tickets",
+            content=head + tail,
+            headers={**intake.auth(), "Content-Type": content_type},
+        )
+        assert again.status_code == 201, again.text
+        assert await intake.count("ticket") == 4
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_requests_are_counted_and_timed_by_route_template_and_status(
+    intake: Intake,
+) -> None:
+    filed = await intake.file()
+    reader = intake.auth(intake.reader_key)
+    await intake.client.get(f"/v1/tickets/{filed['number']}", headers=reader)
+    await intake.client.get(f"/v1/tickets/{filed['id']}", headers=reader)
+    await intake.client.get("/v1/tickets/KLX-99999", headers=reader)
+    await intake.client.get("/v1/nowhere", headers=reader)
+    metrics = (await intake.client.get("/metrics")).text
+    counts = _samples(metrics, "klaxon_http_requests_total")
+
+    def count(method: str, route: str, status: str) -> float:
+        labels = {"service": "intake", "method": method, "route": route, "status": status}
+        return counts.get(tuple(sorted(labels.items())), 0.0)
+
+    assert count("POST", "/v1/tickets", "201") >= 1
+    assert count("GET", "/v1/tickets/{ref}", "200") >= 2  # one label for every ticket
+    assert count("GET", "/v1/tickets/{ref}", "404") >= 1
+    assert count("GET", "unmatched", "404") >= 1
+    assert not any(dict(labels)["route"].startswith("/v1/tickets/KLX") for labels in counts)
+    timed = _samples(metrics, "klaxon_http_request_duration_seconds_count")
+    key = {"service": "intake", "method": "POST", "route": "/v1/tickets", "status": "201"}
+    assert timed[tuple(sorted(key.items()))] >= 1
