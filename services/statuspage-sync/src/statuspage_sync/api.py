@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.api import json_body, json_request_body
 from servicekit.api_openapi import error_responses
@@ -62,6 +63,14 @@ _WRITE_ERRORS = error_responses(401, 403, 404, 409, 413, 415, 422, 503)
 _READ_ERRORS = error_responses(401, 403, 404, 503)
 
 
+async def save(request: Request, session: AsyncSession) -> None:
+    """Commit, and tell this process's page cache at once which pages changed, so a
+    client reads its own change on the next request (other replicas learn by NOTIFY)."""
+    touched = dict(session.info.get(pages.TOUCHED, {}))
+    await commit(session)
+    request.app.state.page_cache.saw(touched)
+
+
 def _body(model: Any) -> Any:
     return Depends(json_body(model))
 
@@ -75,13 +84,14 @@ def _body(model: Any) -> Any:
 )
 async def create_page(
     _: Writer,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     data: Annotated[PageCreate, _body(PageCreate)],
 ) -> PageRead:
     """Create a status page."""
     row = await pages.create_page(session=session, settings=settings, data=data)
-    await commit(session)
+    await save(request, session)
     return views.page_read(settings, row)
 
 
@@ -105,6 +115,7 @@ async def get_page(_: Reader, session: SessionDep, settings: SettingsDep, slug: 
 )
 async def update_page(
     _: Writer,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
@@ -112,7 +123,7 @@ async def update_page(
 ) -> PageRead:
     """Change a status page."""
     row = await pages.update_page(session=session, settings=settings, slug=slug, data=data)
-    await commit(session)
+    await save(request, session)
     return views.page_read(settings, row)
 
 
@@ -124,11 +135,15 @@ async def update_page(
     responses=_WRITE_ERRORS,
 )
 async def create_group(
-    _: Writer, session: SessionDep, slug: str, data: Annotated[GroupCreate, _body(GroupCreate)]
+    _: Writer,
+    request: Request,
+    session: SessionDep,
+    slug: str,
+    data: Annotated[GroupCreate, _body(GroupCreate)],
 ) -> GroupRead:
     """Add a component group."""
     row = await pages.create_group(session=session, slug=slug, data=data)
-    await commit(session)
+    await save(request, session)
     return GroupRead.model_validate(row, from_attributes=True)
 
 
@@ -141,13 +156,14 @@ async def create_group(
 )
 async def create_component(
     _: Writer,
+    request: Request,
     session: SessionDep,
     slug: str,
     data: Annotated[ComponentCreate, _body(ComponentCreate)],
 ) -> ComponentRead:
     """Add a component."""
     row = await pages.create_component(session=session, slug=slug, data=data)
-    await commit(session)
+    await save(request, session)
     return views.component_read(row)
 
 
@@ -166,6 +182,7 @@ async def list_components(_: Reader, session: SessionDep, slug: str) -> list[Com
 )
 async def set_manual_status(
     _: Writer,
+    request: Request,
     session: SessionDep,
     slug: str,
     component_id: uuid.UUID,
@@ -175,7 +192,7 @@ async def set_manual_status(
     await incidents.set_component_status(
         session=session, slug=slug, component_id=component_id, status=data.status
     )
-    await commit(session)
+    await save(request, session)
     return Response(status_code=204)
 
 
@@ -185,13 +202,13 @@ async def set_manual_status(
     responses=_WRITE_ERRORS,
 )
 async def clear_manual_status(
-    _: Writer, session: SessionDep, slug: str, component_id: uuid.UUID
+    _: Writer, request: Request, session: SessionDep, slug: str, component_id: uuid.UUID
 ) -> Response:
     """Clear a manual status: the component follows its monitors again."""
     await incidents.set_component_status(
         session=session, slug=slug, component_id=component_id, status=None
     )
-    await commit(session)
+    await save(request, session)
     return Response(status_code=204)
 
 
@@ -204,6 +221,7 @@ async def clear_manual_status(
 )
 async def create_incident(
     _: Writer,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
@@ -214,7 +232,7 @@ async def create_incident(
         session=session, settings=settings, slug=slug, data=data
     )
     result = await views.incident_read(session, incident_id)
-    await commit(session)
+    await save(request, session)
     return result
 
 
@@ -234,6 +252,7 @@ async def list_incidents(_: Reader, session: SessionDep, slug: str) -> list[Inci
 )
 async def post_notice(
     _: Writer,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
@@ -245,7 +264,7 @@ async def post_notice(
         session=session, settings=settings, slug=slug, incident_id=incident_id, data=data
     )
     result = await views.incident_read(session, incident_id)
-    await commit(session)
+    await save(request, session)
     return result
 
 
@@ -258,6 +277,7 @@ async def post_notice(
 )
 async def schedule_maintenance(
     _: Writer,
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
@@ -268,7 +288,7 @@ async def schedule_maintenance(
         session=session, settings=settings, slug=slug, data=data
     )
     result = await views.incident_read(session, maintenance_id)
-    await commit(session)
+    await save(request, session)
     return result
 
 

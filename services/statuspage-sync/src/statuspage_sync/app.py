@@ -44,6 +44,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
     )
     app.state.page_cache = cache
-    app.mount("/status", PublicPages(cache))
+    app.add_middleware(PublicPages, cache=cache)
     install_openapi(app, body_models=BODY_MODELS)
     return app

@@ -89,6 +89,7 @@ class PageCache:
         self._resync = asyncio.Event()
         self._changed = asyncio.Event()
         self._exported: dict[str, int] = {}
+        """The version of each page last rendered (and exported) by `_refresh_forever`."""
         self.renders = 0
         """How many times a page was rendered (each read the database once)."""
 
@@ -100,6 +101,13 @@ class PageCache:
         if slug and version.isdigit() and int(version) > self.versions.get(slug, 0):
             self.versions[slug] = int(version)
             self._changed.set()
+
+    def saw(self, versions: dict[str, int]) -> None:
+        """Pages this process just changed (slug -> version), known before their NOTIFY."""
+        for slug, version in versions.items():
+            if version > self.versions.get(slug, 0):
+                self.versions[slug] = version
+                self._changed.set()
 
     async def _load_versions(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch("SELECT slug, version FROM status_page")
@@ -117,7 +125,7 @@ class PageCache:
             asyncpg_dsn(settings.database_url),
             server_settings=server_settings(settings, role="pages"),
         )
-        exporter = asyncio.create_task(self._export_forever()) if settings.export_dir else None
+        refresher = asyncio.create_task(self._refresh_forever())
         try:
             channel = pages.VERSIONS_CHANNEL.format(schema=settings.db_schema)
             await conn.add_listener(channel, self._notified)
@@ -129,8 +137,7 @@ class PageCache:
                 self._resync.clear()
                 await self._load_versions(conn)
         finally:
-            if exporter is not None:
-                exporter.cancel()
+            refresher.cancel()
             with contextlib.suppress(Exception):
                 await conn.close()
 
@@ -192,8 +199,10 @@ class PageCache:
         files = {name: rendered_file(name, body) for name, body in files_of(snap).items()}
         return Entry(int(version), time.monotonic(), files)
 
-    async def _export_forever(self) -> None:
-        directory = Path(self.settings.export_dir or ".")
+    async def _refresh_forever(self) -> None:
+        """Render each changed page as soon as its change is known (so requests rarely
+        wait for a rendering), and export it if ``export_dir`` is set."""
+        directory = Path(self.settings.export_dir) if self.settings.export_dir else None
         while True:
             await self._changed.wait()
             self._changed.clear()
@@ -202,12 +211,13 @@ class PageCache:
                     continue
                 try:
                     entry = await self.entry(slug)
-                    if entry is not None:
+                    if entry is not None and directory is not None:
                         await asyncio.to_thread(write_page, directory, slug, entry)
+                    if entry is not None:
                         self._exported[slug] = entry.version
                 except Exception:
                     log.warning(
-                        "exporting %s failed; retrying on the next change", slug, exc_info=True
+                        "rendering %s failed; retrying on the next change", slug, exc_info=True
                     )
                     self._exported.pop(slug, None)
             for slug in [s for s in self._exported if s not in self.versions]:

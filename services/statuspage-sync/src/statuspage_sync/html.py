@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from statuspage_sync import v2
 from statuspage_sync.snapshot import Day, Incident, Snapshot
@@ -92,6 +93,19 @@ def _bar(day: Day) -> dict[str, str]:
     return {"css": css, "text": f"{label}: " + (", ".join(parts) or "no downtime")}
 
 
+def _bars(days: list[Day]) -> Markup:
+    """The uptime bar's rectangles, each with its day's figure as a hover title.
+
+    Built here rather than in the template: 90 per component, a loop in Jinja is the
+    slowest part of rendering the page."""
+    rect = Markup('<rect x="{}" y="0" width="3" height="24" class="{}"><title>{}</title></rect>')
+    rects = []
+    for index, day in enumerate(days):
+        bar = _bar(day)
+        rects.append(rect.format(index * 4, bar["css"], bar["text"]))
+    return Markup("").join(rects)
+
+
 def uptime_percent(days: list[Day]) -> float | None:
     """Uptime over the known days: a major outage counts fully, a partial one 30 %."""
     known = [d for d in days if d.known]
@@ -115,7 +129,8 @@ def _component(snap: Snapshot, c: Any) -> dict[str, Any]:
         "status_text": text,
         "css": css,
         "icon": icon,
-        "bars": [_bar(d) for d in days],
+        "bars": _bars(days),
+        "bars_width": len(days) * 4,
         "uptime_text": uptime_text,
     }
 

@@ -27,6 +27,10 @@ VERSIONS_CHANNEL = "klaxon_statuspage_{schema}"
 """NOTIFY channel of page versions; the payload is ``<slug>:<version>``, or ``*`` to reload."""
 
 
+TOUCHED = "statuspage_touched"
+"""``session.info`` key: the pages (slug -> version) the session's transaction changed."""
+
+
 class PageNotFound(NotFound):
     """No status page has that slug."""
 
@@ -48,6 +52,7 @@ async def touch(session: AsyncSession, page_id: uuid.UUID, *, reload: bool = Fal
             .returning(status_page.c.slug, status_page.c.version)
         )
     ).one()
+    session.info.setdefault(TOUCHED, {})[row.slug] = row.version
     channel = await _channel(session)
     payload = "*" if reload else f"{row.slug}:{row.version}"
     await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})

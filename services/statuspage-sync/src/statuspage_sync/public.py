@@ -1,5 +1,6 @@
-"""The public status pages, as a plain ASGI app mounted at ``/status``: no key, no
-database query per request (`statuspage_sync.cache`), ETag / 304 and Cache-Control.
+"""The public status pages under ``/status``, answered by a plain ASGI middleware in
+front of the API's routing: no key, no database query per request
+(`statuspage_sync.cache`), ETag / 304 and Cache-Control.
 
 ``/status/<slug>/`` is the HTML page; beside it ``style.css``, ``history.atom``,
 ``history.rss`` and ``api/v2/<document>.json``. Anything else, including a slug that
@@ -9,7 +10,7 @@ does not exist, is the same 404, which tells nothing about what exists.
 import json
 import logging
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from statuspage_sync.cache import PageCache, Rendered
 
@@ -28,20 +29,22 @@ _UNAVAILABLE = json.dumps(
 ).encode()
 
 
-class PublicPages:
-    """Serves rendered pages from a `PageCache`."""
+PREFIX = "/status/"
 
-    def __init__(self, cache: PageCache) -> None:
+
+class PublicPages:
+    """Answers ``/status/...`` from a `PageCache`; passes everything else to `app`."""
+
+    def __init__(self, app: ASGIApp, cache: PageCache) -> None:
+        self.app = app
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        slug, slash, rest = path.lstrip("/").partition("/")
+        root = scope.get("root_path", "") + PREFIX.rstrip("/")
+        slug, slash, rest = scope["path"][len(PREFIX) :].partition("/")
         if scope["method"] not in ("GET", "HEAD"):
             await _send(send, 405, b"", "text/plain", [(b"allow", b"GET, HEAD")], scope)
             return
