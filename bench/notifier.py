@@ -307,14 +307,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await _wait(recorder, 2 * count, timeout_s=args.drain_s)
                 await asyncio.sleep(1.0)  # let any duplicate arrive
                 arrivals = recorder.snapshot()
+            if args.debug:
+                for arrival in arrivals[:4]:
+                    print(arrival)
             page_ms, reporter_ms = [], []
             by_subject: dict[str, float] = {}
             by_reporter: dict[str, float] = {}
             for arrived, rcpt, subject, _ in arrivals:
                 if rcpt == ONCALL:
-                    by_subject.setdefault(
-                        subject.split(":", 1)[0].removeprefix("[Klaxon] "), arrived
-                    )
+                    product = subject.strip().split(":", 1)[0].removeprefix("[Klaxon] ")
+                    by_subject.setdefault(product, arrived)
                 else:
                     by_reporter.setdefault(rcpt, arrived)
             for (name, _, reporter), at in zip(tickets, scheduled, strict=True):
@@ -384,6 +386,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     parser.add_argument("--rate", type=float, default=50.0, help="tickets per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to publish")
+    parser.add_argument("--debug", action="store_true", help="print a few arrivals")
     parser.add_argument("--drain-s", type=float, default=30.0, help="wait for stragglers")
     args = parser.parse_args()
     if args.quick:

@@ -112,3 +112,10 @@ async def test_people_crud_and_a_person_in_a_schedule_cannot_be_deleted(service:
         await service.client.delete(f"/v1/people/{bob}", headers=service.auth)
     ).status_code == 204
     assert [p["name"] for p in await service.get("/v1/people")] == ["Alice"]
+
+
+async def test_openapi_lists_the_routes_and_bodies(service: Notifier) -> None:
+    schema = (await service.client.get("/openapi.json")).json()
+    assert "/v1/oncall" in schema["paths"]
+    assert "/v1/pages/{page_id}/{action}" in schema["paths"]
+    assert "PolicyCreate" in schema["components"]["schemas"]

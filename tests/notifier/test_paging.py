@@ -194,3 +194,23 @@ async def test_a_delayed_rule_is_skipped_once_the_page_is_acknowledged(
 
     await eventually(skipped, timeout_s=10)
     assert len(smtp.to("alice@ops.example")) == 1
+
+
+async def test_editing_the_policy_does_not_disturb_a_running_escalation(
+    env: Throwaway, service: Notifier, smtp: SmtpServer
+) -> None:
+    alice = await service.person("Alice", "alice@ops.example")
+    bob = await service.person("Bob", "bob@ops.example")
+    carol = await service.person("Carol", "carol@ops.example")
+    policy = await service.policy(("person", alice, 1.0), ("person", bob, 60))
+    await inject(env, ticket_filed(), producer="intake")
+    await smtp.wait_for(1, address="alice@ops.example")
+    edited = {
+        "name": "Edited",
+        "is_default": True,
+        "levels": [{"target_type": "person", "target_id": carol, "timeout_s": 60}] * 2,
+    }
+    response = await service.client.put(f"/v1/policies/{policy}", json=edited, headers=service.auth)
+    assert response.status_code == 200, response.text
+    await smtp.wait_for(1, address="bob@ops.example", timeout_s=10)
+    assert smtp.to("carol@ops.example") == []
