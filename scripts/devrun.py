@@ -28,10 +28,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from supervisor import ChildSpec, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -382,37 +382,37 @@ def run(config: Config) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     SUPERVISOR_PID.write_text(f"{os.getpid()}\n")
 
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    logs: list[IO[bytes]] = []
-    try:
-        for service in SERVICES:
-            log = (LOGS / f"{service.name}.log").open("ab")
-            logs.append(log)
-            process = subprocess.Popen(  # noqa: S603 (fixed command)
-                [*UV_RUN, "python", "-m", service.package, "serve"],
-                cwd=ROOT,
+    def _started(spec: ChildSpec, pid: int) -> None:
+        (PIDS / f"{spec.name}.pid").write_text(f"{pid}\n")
+
+    children = Supervisor(
+        [
+            ChildSpec(
+                name=service.name,
+                argv=[*UV_RUN, "python", "-m", service.package, "serve"],
                 env=config.service_env(service),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                log_path=LOGS / f"{service.name}.log",
+                cwd=ROOT,
             )
-            processes[service.name] = process
-            _pid_file(service).write_text(f"{process.pid}\n")
-            _say(f"started {service.name} (pid {process.pid}), log in var/log/{service.name}.log")
+            for service in SERVICES
+        ],
+        say=_say,
+        on_start=_started,
+    )
+    try:
+        children.start_all()
+        for service in SERVICES:
+            _say(f"started {service.name}, log in var/log/{service.name}.log")
 
         deadline = time.monotonic() + config.ready_timeout_s
         waiting = list(SERVICES)
         while waiting and not stopping:
-            for service in list(waiting):
-                if processes[service.name].poll() is not None:
-                    log_path = LOGS / f"{service.name}.log"
-                    print(_tail(log_path), file=sys.stderr)
-                    _fail(f"{service.name} exited before it was ready; see {log_path}")
-                if _ready(config, service):
-                    waiting.remove(service)
+            children.poll()
+            waiting = [s for s in waiting if not _ready(config, s)]
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in waiting)
+                for service in waiting:
+                    print(_tail(LOGS / f"{service.name}.log"), file=sys.stderr)
                 _fail(f"not ready after {config.ready_timeout_s:.0f} s: {names}; see var/log/")
             time.sleep(0.3)
         if stopping:
@@ -428,19 +428,16 @@ def run(config: Config) -> None:
         print(
             f"                   (in {KEY_FILE.relative_to(ROOT)}; send 'Authorization: Bearer <key>')"
         )
+        print("A service that dies is restarted (with backoff) and logged here.")
         print("Press Ctrl-C to stop (or run `make stop` elsewhere).", flush=True)
 
         while not stopping:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    print(_tail(LOGS / f"{name}.log"), file=sys.stderr)
-                    _fail(f"{name} exited (code {process.returncode}); see var/log/{name}.log")
+            children.poll()
             time.sleep(0.5)
     finally:
         _say("stopping")
+        children.stop_all()
         _stop_services()
-        for opened in logs:
-            opened.close()
         SUPERVISOR_PID.unlink(missing_ok=True)
 
 
