@@ -71,6 +71,11 @@ def files_of(snap: snapshot.Snapshot) -> dict[str, bytes]:
     return files
 
 
+def rendered_files(snap: snapshot.Snapshot) -> dict[str, "Rendered"]:
+    """Every file of a page, ready to send."""
+    return {name: rendered_file(name, body) for name, body in files_of(snap).items()}
+
+
 def rendered_file(name: str, body: bytes) -> Rendered:
     media = MEDIA_TYPES[Path(name).suffix]
     return Rendered(body, media, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
@@ -196,7 +201,8 @@ class PageCache:
             snap = await snapshot.take(session, slug, pages.page_url(self.settings, slug))
         if snap is None:
             return None
-        files = {name: rendered_file(name, body) for name, body in files_of(snap).items()}
+        # Rendering is pure CPU; in a thread, the event loop keeps answering meanwhile.
+        files = await asyncio.to_thread(rendered_files, snap)
         return Entry(int(version), time.monotonic(), files)
 
     async def _refresh_forever(self) -> None:
