@@ -252,6 +252,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             url, schema="statuspage", role="klaxon_statuspage", password="klaxon-bench"
         )
         await upgrade(settings, SERVICE.migrations)
+        seeding = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+        await seeding.execute(
+            "INSERT INTO catalogue_product (slug, name, active, changed_at)"
+            " VALUES ($1, $2, true, now())",
+            PRODUCT.slug,
+            PRODUCT.name,
+        )
+        await seeding.close()
         env = {
             **os.environ,
             "KLAXON_DATABASE_URL": settings.database_url,

@@ -11,11 +11,15 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import statuspage_sync
+from contracts import Envelope
 from contracts.common import HealthState, Person, ProductRef, Severity
 from contracts.intake import TicketFiled
 from contracts.monitor import MonitorCameUp, MonitorWentDown
+from contracts.products import ProductChanged
+from servicekit import catalogue
 from servicekit.auth import create_api_key
 from servicekit.runtime import Runtime
 from statuspage_sync.app import create_app
@@ -83,6 +87,20 @@ class StatusPages:
         raise AssertionError(f"no component {component_id}")
 
 
+async def seed_catalogue(session: AsyncSession) -> None:
+    """The products the tests' pages cover, as intake's ``product.changed`` would have
+    put them in the read model."""
+    for slug, name in (("canvas-hosting", "Canvas Hosting"), ("atomic-apps", "Atomic Apps")):
+        await catalogue.on_product_changed(
+            session,
+            ProductChanged(slug=slug, name=name, active=True, changed_at=now()),
+            Envelope.wrap(
+                ProductChanged(slug=slug, name=name, active=True, changed_at=now()),
+                producer="intake",
+            ),
+        )
+
+
 @contextlib.asynccontextmanager
 async def running_statuspage(env: Throwaway, **overrides: object) -> AsyncIterator[StatusPages]:
     """Provision, migrate and start statuspage-sync; yield it with an HTTP client."""
@@ -96,6 +114,9 @@ async def running_statuspage(env: Throwaway, **overrides: object) -> AsyncIterat
         ) as client,
     ):
         runtime: Runtime = app.state.runtime
+        async with runtime.sessions() as session:
+            await seed_catalogue(session)
+            await session.commit()
         keys = []
         for name, scopes in (("engineer", ["statuspage:write"]), ("dash", ["statuspage:read"])):
             async with runtime.sessions() as session:

@@ -101,6 +101,15 @@ async def test_bad_input_is_refused_with_the_field_and_reason(statuspage: Status
     )
     incident = await statuspage.post(incidents, {"name": "X", "body": "Y"})
     await _problem(statuspage, f"{incidents}/{incident['id']}/notices", {"body": ""}, "body")
+    await _problem(
+        statuspage, "/v1/pages", {"slug": "x", "title": "X", "products": ["nope"]}, "products[0]"
+    )
+    await _problem(
+        statuspage, "/v1/pages", {"slug": "x", "title": "X", "time_zone": "Mars/Base"}, "time_zone"
+    )
+    await _problem(
+        statuspage, "/v1/pages/canvas/components", {"name": "X", "product": "nope"}, "product"
+    )
     response = await statuspage.client.put(
         f"/v1/pages/canvas/components/{web['id']}/manual-status",
         json={"status": "sideways"},

@@ -1,8 +1,7 @@
 """Event handlers: monitors move components, CRITICAL reports start deadlines, pages of
-the notifier are noted on them. Each runs in the consumer's transaction, never commits,
+the notifier are noted on them, product names are kept (`servicekit.catalogue`). Each runs in the consumer's transaction, never commits,
 and accepts events late, early and twice."""
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
@@ -10,31 +9,10 @@ from contracts.common import ComponentStatus, Severity
 from contracts.intake import TicketFiled
 from contracts.monitor import MonitorCameUp, MonitorDegraded, MonitorWentDown
 from contracts.notifier import PageAcknowledged, PageNotified
-from contracts.products import ProductChanged
+from servicekit import catalogue
 from servicekit.consumer import Handler
-from servicekit.tables import catalogue_product
 from statuspage_sync import deadlines, monitoring
 from statuspage_sync.settings import Settings
-
-
-async def on_product_changed(
-    session: AsyncSession, payload: ProductChanged, envelope: Envelope
-) -> None:
-    """Keep the product names events carry (newest ``changed_at`` wins)."""
-    stmt = insert(catalogue_product).values(
-        slug=payload.slug, name=payload.name, active=payload.active, changed_at=payload.changed_at
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[catalogue_product.c.slug],
-            set_={
-                "name": stmt.excluded.name,
-                "active": stmt.excluded.active,
-                "changed_at": stmt.excluded.changed_at,
-            },
-            where=catalogue_product.c.changed_at < stmt.excluded.changed_at,
-        )
-    )
 
 
 async def on_page_notified(
@@ -119,6 +97,6 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         MonitorCameUp.event_type: on_monitor_up,
         PageNotified.event_type: on_page_notified,
         PageAcknowledged.event_type: on_page_acknowledged,
-        ProductChanged.event_type: on_product_changed,
+        **catalogue.HANDLERS,
     }
     return handlers

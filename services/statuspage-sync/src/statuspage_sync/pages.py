@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import ProductRef
 from contracts.statuspage import StatusPagePublished
+from servicekit import catalogue
 from servicekit.outbox import publish
 from servicekit.problems import Conflict, NotFound, Unprocessable
-from servicekit.tables import catalogue_product
 from statuspage_sync.models import component, component_group, component_status_span, status_page
 from statuspage_sync.schemas import ComponentCreate, GroupCreate, PageCreate, PageUpdate
 from statuspage_sync.settings import Settings
@@ -65,10 +65,14 @@ async def _channel(session: AsyncSession) -> str:
 
 async def product_ref(session: AsyncSession, slug: str) -> ProductRef:
     """The product by slug, named as intake's catalogue names it (the slug if unknown)."""
-    name = await session.scalar(
-        select(catalogue_product.c.name).where(catalogue_product.c.slug == slug)
-    )
-    return ProductRef(slug=slug, name=name or slug)
+    product = await catalogue.get_product(session, slug)
+    return ProductRef(slug=slug, name=product.name if product else slug)
+
+
+async def _check_products(session: AsyncSession, slugs: list[str], field: str) -> None:
+    for index, slug in enumerate(slugs):
+        if not await catalogue.product_exists(session, slug):
+            raise Unprocessable(f"{field}[{index}]", f"no active product {slug!r} in the catalogue")
 
 
 async def get_page(session: AsyncSession, slug: str, *, lock: bool = False) -> Any:
@@ -102,6 +106,7 @@ async def create_page(*, session: AsyncSession, settings: Settings, data: PageCr
     """Create a status page and publish its address."""
     if await session.scalar(select(status_page.c.id).where(status_page.c.slug == data.slug)):
         raise Conflict(f"a status page {data.slug!r} exists")
+    await _check_products(session, data.products, "products")
     page_id = uuid.uuid4()
     await session.execute(
         insert(status_page).values(
@@ -125,7 +130,8 @@ async def update_page(
     """Change a page; its address and products are published again if they changed."""
     page = await get_page(session, slug, lock=True)
     values = data.model_dump(exclude_unset=True)
-    if "products" in values:
+    if values.get("products") is not None:
+        await _check_products(session, values["products"], "products")
         values["products"] = list(values["products"])
     if values.get("slug") and values["slug"] != slug:
         taken = await session.scalar(
@@ -181,6 +187,8 @@ async def create_component(*, session: AsyncSession, slug: str, data: ComponentC
         )
     ):
         raise Conflict(f"the page has a component {data.name!r}")
+    if data.product is not None and not await catalogue.product_exists(session, data.product):
+        raise Unprocessable("product", f"no active product {data.product!r} in the catalogue")
     component_id = uuid.uuid4()
     now = datetime.now(UTC)
     await session.execute(
