@@ -226,3 +226,22 @@ def test_a_lease_no_longer_than_the_handler_timeout_is_refused() -> None:
     settings = ServiceSettings(timer_lease_s=10.0, timer_handler_timeout_s=10.0)
     with pytest.raises(ValueError, match="timer_lease_s"):
         TimerWorker(settings, async_sessionmaker(), {"deadline": _note})
+
+
+async def test_a_handler_is_given_its_timers_payload_and_due_time(env: Throwaway) -> None:
+    settings = await prepared(env)
+    given: list[DueTimer] = []
+
+    async def remember(session: AsyncSession, due: DueTimer) -> None:
+        given.append(due)
+
+    due_at = datetime.now(UTC) - timedelta(seconds=1)
+    async with running(settings, timer_handlers={"escalate": remember}) as runtime:
+        async with runtime.sessions() as session, session.begin():
+            await schedule(
+                session, kind="escalate", key="page-7", due_at=due_at, payload={"level": 2}
+            )
+        await eventually(lambda: _timer_gone(runtime, "page-7"))
+    assert [(d.kind, d.key, d.payload, d.due_at, d.attempts) for d in given] == [
+        ("escalate", "page-7", {"level": 2}, due_at, 0)
+    ]

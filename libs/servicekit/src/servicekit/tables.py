@@ -103,6 +103,7 @@ timer = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("kind", "key"),
     Index("ix_timer_due_at", "due_at"),
+    Index("ix_timer_claim", "kind", "due_at", postgresql_where=text("parked_at IS NULL")),
 )
 
 api_key = Table(

@@ -1,4 +1,6 @@
-"""Outbox rows the broker refused wait for their retry; unparked rows have an index of their own.
+"""Outbox rows the broker refused wait for their retry; unparked outbox rows and timers have
+indexes of their own (a timer worker claims the oldest due timers of each kind it handles
+from ``ix_timer_claim``, whatever the table's statistics say).
 
 Revision ID: p0003_outbox_retry_at
 Revises: p0002
@@ -21,8 +23,15 @@ def upgrade() -> None:
         ["seq"],
         postgresql_where=sa.text("parked_at IS NULL"),
     )
+    op.create_index(
+        "ix_timer_claim",
+        "timer",
+        ["kind", "due_at"],
+        postgresql_where=sa.text("parked_at IS NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_timer_claim", table_name="timer")
     op.drop_index("ix_outbox_event_unparked_seq", table_name="outbox_event")
     op.drop_column("outbox_event", "retry_at")
