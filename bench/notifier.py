@@ -70,6 +70,23 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have been busy (anything but idle and iowait) since boot."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) * _TICK_S
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -293,7 +310,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with throwaway_database() as db_url:
             environment = await prepare_notifier(db_url, prefix, smtp_port, http_port)
             connection = await aio_pika.connect(AMQP_URL)
-            async with connection, notifier_process(environment, http_port):
+            async with connection, notifier_process(environment, http_port) as pid:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange(f"{prefix}.events")
                 run_id = uuid.uuid4().hex[:6]
@@ -303,8 +320,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 recorder.arrivals.clear()
 
                 tickets = [ticket_event(i, run_id) for i in range(count)]
+                cpu_before, busy_before = process_cpu_s(pid), machine_busy_s()
+                wall_before = time.perf_counter()
                 scheduled = await publish_at_rate(exchange, [b for _, b, _ in tickets], args.rate)
                 await _wait(recorder, 2 * count, timeout_s=args.drain_s)
+                cpu_ms = (process_cpu_s(pid) - cpu_before) * 1000 / count
+                busy = (machine_busy_s() - busy_before) / (time.perf_counter() - wall_before)
                 await asyncio.sleep(1.0)  # let any duplicate arrive
                 arrivals = recorder.snapshot()
             if args.debug:
@@ -342,6 +363,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "reporter_p99_ms": round(_pct(reporter_ms, 0.99), 1),
         "lost": 2 * count - received,
         "duplicates": duplicates,
+        "notifier_cpu_ms_per_ticket": round(cpu_ms, 2),
+        "machine_busy_cores": round(busy, 2),
+        "machine_cores": os.cpu_count(),
         "baseline_p50_ms": round(_pct(base_ms, 0.5), 1),
         "baseline_p99_ms": round(_pct(base_ms, 0.99), 1),
         "target_page_p99_ms": TARGET_PAGE_P99_MS,
@@ -398,7 +422,9 @@ def main() -> None:
         f" (target < {TARGET_PAGE_P99_MS:.0f}); reporter p50 {result['reporter_p50_ms']} ms,"
         f" p99 {result['reporter_p99_ms']} ms (target < {TARGET_REPORTER_P99_MS:.0f});"
         f" bare aiosmtplib p50 {result['baseline_p50_ms']} ms, p99 {result['baseline_p99_ms']} ms;"
-        f" lost {result['lost']}, duplicates {result['duplicates']}"
+        f" lost {result['lost']}, duplicates {result['duplicates']};"
+        f" notifier CPU {result['notifier_cpu_ms_per_ticket']} ms per ticket; machine busy"
+        f" {result['machine_busy_cores']} of {result['machine_cores']} cores"
     )
     print(json.dumps(result))
 

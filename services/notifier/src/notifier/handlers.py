@@ -105,7 +105,9 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             filed_at=payload.filed_at,
         )
         if opened:
-            await paging.start(session, settings, row, causation=envelope)
+            await paging.start(
+                session, settings, row, causation=envelope, ticket_ids=(payload.ticket_id,)
+            )
             return
         await timeline.note(
             session, row.id, "ticket_joined", f"{payload.number} from {payload.reporter.email}"
@@ -233,7 +235,9 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
                 filed_at=payload.reported_at,
             )
             if opened:
-                await paging.start(session, settings, row, causation=envelope)
+                await paging.start(
+                    session, settings, row, causation=envelope, ticket_ids=(payload.ticket_id,)
+                )
             page_id = row.id
         minutes = settings.status_update_promise_min
         await paging.escalate(

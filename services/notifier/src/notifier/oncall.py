@@ -95,24 +95,19 @@ async def load_schedule(
 
 async def contact(session: AsyncSession, person_id: uuid.UUID) -> Contact | None:
     """A person with their notification rules, or None."""
-    row = (await session.execute(select(person).where(person.c.id == person_id))).first()
-    if row is None:
-        return None
-    rules = (
+    rows = (
         await session.execute(
-            select(notification_rule.c.channel, notification_rule.c.delay_s)
-            .where(notification_rule.c.person_id == person_id)
+            select(person, notification_rule.c.channel, notification_rule.c.delay_s)
+            .outerjoin(notification_rule, notification_rule.c.person_id == person.c.id)
+            .where(person.c.id == person_id)
             .order_by(notification_rule.c.delay_s, notification_rule.c.id)
         )
     ).all()
-    return Contact(
-        row.id,
-        row.name,
-        row.email,
-        row.phone,
-        row.slack,
-        tuple((r.channel, r.delay_s) for r in rules) or (("email", 0),),
-    )
+    if not rows:
+        return None
+    row = rows[0]
+    rules = tuple((r.channel, r.delay_s) for r in rows if r.channel is not None)
+    return Contact(row.id, row.name, row.email, row.phone, row.slack, rules or (("email", 0),))
 
 
 async def target_person(

@@ -112,11 +112,11 @@ async def start(
     row: Row[Any],
     *,
     causation: Envelope | None,
+    ticket_ids: tuple[uuid.UUID, ...] = (),
     monitor_ids: tuple[uuid.UUID, ...] = (),
 ) -> None:
-    """A page just opened: record it, publish ``page.opened``, notify level 1 and set the
-    ladder's timer (high urgency only)."""
-    tickets = await timeline.ticket_ids(session, row.id)
+    """A page just opened (with `ticket_ids` on it): record it, publish ``page.opened``,
+    notify level 1 and set the ladder's timer (high urgency only)."""
     levels = row.policy["levels"]
     await timeline.note(
         session,
@@ -132,7 +132,7 @@ async def start(
             source=PageSource(row.source),
             summary=row.summary,
             urgency=Urgency(row.urgency),
-            ticket_ids=tickets,
+            ticket_ids=ticket_ids,
             monitor_ids=monitor_ids,
             opened_at=row.opened_at,
         ),
