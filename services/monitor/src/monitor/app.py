@@ -4,6 +4,7 @@ shared HTTP clients, the product read model and the patch-window timer."""
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from monitor.settings import Settings
 from monitor.windows import CLOSE_TIMER, close_window
 from servicekit import catalogue
 from servicekit.api_openapi import install_openapi
+from servicekit.outgoing import create_client
 from servicekit.runtime import Runtime, create_service_app
 from servicekit.settings import ServiceSettings
 
@@ -36,9 +38,12 @@ ROLLUP_INTERVAL_S = 300.0
 
 @contextlib.asynccontextmanager
 async def http_clients(settings: Settings) -> AsyncIterator[Clients]:
-    """The replica's shared HTTP clients (one verifying TLS, one not), closed at shutdown."""
-    from servicekit.outgoing import create_client
+    """The replica's shared HTTP clients (one verifying TLS, one not), closed at shutdown.
 
+    httpx logs every request at INFO; a check's outcome is stored instead, so its
+    logger is kept to warnings.
+    """
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     rules = policy(settings)
     async with (
         create_client(rules) as verifying,

@@ -70,7 +70,8 @@ def next_due(
     interval = float(monitor["interval_s"])
     spread = min(jitter_s, interval / 10)
     due = claimed_due + timedelta(seconds=interval + _random.uniform(-spread, spread))
-    if due < now:
+    if due < now - timedelta(seconds=interval):
+        # a whole interval behind (the replicas were down): skip the missed checks
         due = now + timedelta(seconds=_random.uniform(0, spread))
     return due
 

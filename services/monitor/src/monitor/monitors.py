@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import any_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,11 +94,16 @@ class Validator:
             )
         if spec.kind == "http":
             assert spec.url is not None
-            key = (spec.url, 0)
-            if key not in self._hosts:
-                self._hosts[key] = await check_url(spec.url, self.policy)
-            if self._hosts[key] is not None:
-                raise Unprocessable(f"{where}url", str(self._hosts[key]))
+            reason = url_shape(spec.url)
+            if reason is None:
+                url = httpx.URL(spec.url)
+                port = url.port or (443 if url.scheme == "https" else 80)
+                key = (url.host, port)
+                if key not in self._hosts:
+                    self._hosts[key] = await check_url(spec.url, self.policy)
+                reason = self._hosts[key]
+            if reason is not None:
+                raise Unprocessable(f"{where}url", reason)
         elif spec.kind == "tcp":
             assert spec.host is not None
             assert spec.port is not None
@@ -106,6 +112,19 @@ class Validator:
                 self._hosts[key] = await check_host(spec.host, spec.port, self.policy)
             if self._hosts[key] is not None:
                 raise Unprocessable(f"{where}host", str(self._hosts[key]))
+
+
+def url_shape(url: str) -> str | None:
+    """Why `url` is not an http(s) URL with a host (None if it is)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        return f"is not a valid URL: {exc}"
+    if parsed.scheme not in ("http", "https"):
+        return "must be an http or https URL"
+    if not parsed.host:
+        return "has no host"
+    return None
 
 
 def columns(spec: MonitorSpec, settings: Settings) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from monitor.certificates import note_certificates
 from monitor.checks import Clients, Result, check_heartbeat, check_http, check_tcp
 from monitor.confirmation import RegionCounters, advance, next_due
 from monitor.settings import Settings
-from monitor.transitions import evaluate, live_regions
+from monitor.transitions import evaluate_many, live_regions
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +206,9 @@ class Scheduler:
                 " ORDER BY 1"
             )
         )
-        now = datetime.now(UTC)
-        for (monitor_id,) in rows.all():
-            await evaluate(session, monitor_id, live, now)
+        await evaluate_many(
+            session, [monitor_id for (monitor_id,) in rows], live, datetime.now(UTC)
+        )
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -367,8 +367,7 @@ class Scheduler:
             )
             if changed:
                 live = await live_regions(session, self.settings.replica_ttl_s)
-                for monitor_id in changed:
-                    await evaluate(session, monitor_id, live, now)
+                await evaluate_many(session, changed, live, now)
             await note_certificates(
                 session, [(d.claim, d.result) for d, _ in kept if d.result.cert_expires_at]
             )

@@ -24,7 +24,7 @@ class Settings(ServiceSettings):
     scheduler_poll_interval_s: float = 0.5
     scheduler_lookahead_s: float = 0.5
     """Checks due this soon are claimed now and started at their due time."""
-    scheduler_lease_margin_s: float = 10.0
+    scheduler_lease_margin_s: float = 30.0
     """A claimed check's lease lasts its timeout plus this; then another replica may take it."""
     scheduler_flush_interval_s: float = 0.25
     """Results are written (with the state changes they cause) in one batch this often."""

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import ProductRef
@@ -58,47 +58,109 @@ def target_label(row: Any) -> str | None:
 async def evaluate(
     session: AsyncSession, monitor_id: uuid.UUID, live: set[str], now: datetime
 ) -> str | None:
-    """Recompute a monitor's state from its regions; on a change, record it and publish.
+    """`evaluate_many` for one monitor; returns its new state if it changed."""
+    return (await evaluate_many(session, [monitor_id], live, now)).get(monitor_id)
 
-    Returns the new state if it changed. Locks the monitor row, so regions reporting at
-    once are judged one after the other.
+
+_SET_STATES = text(
     """
-    row = (
-        await session.execute(select(monitor).where(monitor.c.id == monitor_id).with_for_update())
-    ).first()
-    if row is None or row.paused:
-        return None
-    regions = (
-        await session.execute(select(check_state).where(check_state.c.monitor_id == monitor_id))
+    UPDATE monitor m
+    SET state = v.state, state_changed_at = :now, first_failure_at = v.first_failure_at,
+        last_error = v.last_error
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:states AS text[]),
+                CAST(:firsts AS timestamptz[]), CAST(:errors AS text[]))
+        AS v(id, state, first_failure_at, last_error)
+    WHERE m.id = v.id
+    """
+)
+
+
+async def evaluate_many(
+    session: AsyncSession, monitor_ids: list[uuid.UUID], live: set[str], now: datetime
+) -> dict[uuid.UUID, str]:
+    """Recompute monitors' states from their regions; record the changes and publish their
+    events. Returns the monitors whose state changed, with the new state.
+
+    Locks the monitor rows in id order (so regions reporting at once are judged one after
+    the other, and two batches never deadlock) with a few statements for the whole batch.
+    """
+    ids = sorted(set(monitor_ids))
+    if not ids:
+        return {}
+    rows = (
+        await session.execute(
+            select(monitor).where(monitor.c.id.in_(ids)).order_by(monitor.c.id).with_for_update()
+        )
     ).all()
-    counted = [
-        r
-        for r in regions
-        if r.region == "_" or (r.region in live and (not row.regions or r.region in row.regions))
-    ]
-    new = overall([r.state for r in counted])
-    if new is None or new == row.state:
-        return None
+    by_monitor: dict[uuid.UUID, list[Any]] = {}
+    for r in await session.execute(select(check_state).where(check_state.c.monitor_id.in_(ids))):
+        by_monitor.setdefault(r.monitor_id, []).append(r)
+    changes: list[tuple[Any, str, list[Any]]] = []
+    for row in rows:
+        if row.paused:
+            continue
+        counted = [
+            r
+            for r in by_monitor.get(row.id, [])
+            if r.region == "_"
+            or (r.region in live and (not row.regions or r.region in row.regions))
+        ]
+        new = overall([r.state for r in counted])
+        if new is not None and new != row.state:
+            changes.append((row, new, counted))
+    if not changes:
+        return {}
+    firsts: list[datetime | None] = []
+    errors: list[str | None] = []
+    for _, new, counted in changes:
+        down = [r for r in counted if r.state == "down"]
+        first = min((r.first_failure_at or now for r in down), default=None)
+        error = next((r.last_error for r in down if r.last_error), None) or next(
+            (r.last_error for r in counted if r.last_error), None
+        )
+        firsts.append(first if new == "down" else None)
+        errors.append(error if new in ("down", "degraded") else None)
+    await session.execute(
+        _SET_STATES,
+        {
+            "now": now,
+            "ids": [row.id for row, _, _ in changes],
+            "states": [new for _, new, _ in changes],
+            "firsts": firsts,
+            "errors": errors,
+        },
+    )
+    products: dict[str, ProductRef] = {}
+    for (row, new, counted), first, error in zip(changes, firsts, errors, strict=True):
+        if new == "up" and row.state == "pending":
+            continue  # a first good check is no news
+        if row.product not in products:
+            products[row.product] = await product_ref(session, row.product)
+        for event in await _events(session, row, new, counted, first, error, now):
+            await publish(
+                session,
+                event.model_copy(update={"product": products[row.product]}),
+                producer=PRODUCER,
+            )
+    return {row.id: new for row, new, _ in changes}
+
+
+async def _events(
+    session: AsyncSession,
+    row: Any,
+    new: str,
+    counted: list[Any],
+    first_failure_at: datetime | None,
+    error: str | None,
+    now: datetime,
+) -> list[EventPayload]:
+    """The events of one monitor's change of state."""
+    product = ProductRef(slug=row.product, name=row.product)
     views = tuple(
         RegionView(region=r.region, state=r.state, error=r.last_error, checked_at=r.last_checked_at)
         for r in counted
     )
     down = [r for r in counted if r.state == "down"]
-    first_failure_at = min((r.first_failure_at or now for r in down), default=None)
-    error = next((r.last_error for r in down if r.last_error), None) or next(
-        (r.last_error for r in counted if r.last_error), None
-    )
-    await session.execute(
-        update(monitor)
-        .where(monitor.c.id == monitor_id)
-        .values(
-            state=new,
-            state_changed_at=now,
-            first_failure_at=first_failure_at if new == "down" else None,
-            last_error=error if new in ("down", "degraded") else None,
-        )
-    )
-    product = await product_ref(session, row.product)
     events: list[EventPayload] = []
     if new == "down":
         reason = next((r.last_reason for r in down if r.last_reason), None) or "unknown"
@@ -147,6 +209,4 @@ async def evaluate(
                 regions=views,
             )
         )
-    for event in events:
-        await publish(session, event, producer=PRODUCER)
-    return new
+    return events

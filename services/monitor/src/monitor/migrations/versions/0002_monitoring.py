@@ -235,9 +235,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("monitor_id", "region", name=op.f("pk_check_state")),
     )
     op.create_index("ix_check_result_at_s", "check_result", ["at_s"], postgresql_using="brin")
-    op.create_index(
-        "ix_check_result_monitor_key_at_s", "check_result", ["monitor_key", "at_s"], unique=False
-    )
+    op.create_index("ix_check_result_monitor_key", "check_result", ["monitor_key"], unique=False)
     op.create_index("ix_monitor_tags", "monitor", ["tags"], unique=False, postgresql_using="gin")
     op.create_index(op.f("ix_monitor_product"), "monitor", ["product"], unique=False)
     op.create_index(

@@ -1,0 +1,453 @@
+"""Benchmark: the monitor service checking N monitors, beside a bare httpx loop.
+
+Everything runs on this machine against the real Postgres and RabbitMQ, on a
+throwaway database and exchange (created and dropped here):
+
+- target: a minimal asyncio HTTP server in its own process answering 200 to every
+  path; it counts requests, and a request repeating a (path, ``X-Klaxon-Due``) pair
+  already seen is a duplicate check. ``/_fail?path=`` makes a path answer 500.
+- service: ``python -m monitor serve`` as a real process (one replica, later two).
+- baseline: a process running a bare loop of N concurrent httpx GETs, each path
+  requested once per interval, against the same target, beside the service's steady
+  state (each one's CPU is read from its own process).
+
+Phases: apply N monitors as code (timed); steady state with one replica (checks/s,
+schedule lag p50/p99 from the service's ``/health``, CPU per check, peak RSS) with the
+baseline beside it (its CPU per request); two replicas (duplicate checks, while
+one target path is switched down: detection time to ``monitor.down`` on the
+broker, and create/list latency with N monitors present); bytes stored per
+result row times the checks a monitor makes in a day at 60 s; restart of every
+replica and the time until every monitor has been checked again.
+
+Full mode: 10,000 monitors at a 60 s interval. ``--quick``: 1,000 monitors at a
+10 s interval, in under a minute (the per-check figures do not depend on the
+interval; bytes per monitor-day are always given for a 60 s interval). The last
+line printed is one JSON object. Usage: ``uv run python bench/monitor.py [--quick]``.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# This file is named like the service package; keep its folder off the import path so
+# ``import monitor`` finds the service, and put the repository root on it for ``tests``.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import aio_pika  # noqa: E402
+import httpx  # noqa: E402
+
+from contracts import Envelope  # noqa: E402
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+DETECT_INTERVAL_S = 3.0
+DETECT_RECHECK_S = 1.0
+DETECT_FAILURES = 2
+"""The monitor whose outage is timed: its bound is interval + (N-1) x re-check + 1 s."""
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of process `pid` (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the target ---------------------------------------------------------------------------
+
+
+def serve_target(port: int) -> None:
+    """Run the target server until killed."""
+    seen: set[tuple[str, str]] = set()
+    last_seen: dict[str, float] = {}
+    failing: set[str] = set()
+    stats = {"requests": 0, "checks": 0, "duplicates": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                target = line.split(b" ", 2)[1].decode()
+                due = ""
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    if header[:13].lower() == b"x-klaxon-due:":
+                        due = header[13:].strip().decode()
+                path, _, query = target.partition("?")
+                status, body = 200, b"ok"
+                if path == "/_stats":
+                    since = float(query.partition("=")[2] or 0)
+                    fresh = sum(1 for t in last_seen.values() if t >= since)
+                    body = json.dumps({**stats, "paths": len(last_seen), "fresh": fresh}).encode()
+                elif path == "/_fail":
+                    failing.add(query.partition("=")[2])
+                elif path == "/_forget":
+                    last_seen.clear()
+                else:
+                    stats["requests"] += 1
+                    last_seen[path] = time.time()
+                    if due:
+                        stats["checks"] += 1
+                        if (path, due) in seen:
+                            stats["duplicates"] += 1
+                        seen.add((path, due))
+                    if path in failing:
+                        status, body = 500, b"down"
+                writer.write(
+                    b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+                )
+                await writer.drain()
+        except (ConnectionError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- the baseline -------------------------------------------------------------------------
+
+
+def run_baseline(url: str, n: int, interval_s: float, duration_s: float) -> None:
+    """N concurrent loops, each GETting its path once per interval; prints its cost."""
+
+    async def main() -> dict[str, float]:
+        done = 0
+        async with httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=200), timeout=10
+        ) as client:
+            start = time.monotonic()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+
+            async def one(i: int) -> None:
+                nonlocal done
+                due = start + interval_s * i / n
+                while due < start + duration_s:
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    with contextlib.suppress(httpx.HTTPError):
+                        await client.get(f"{url}/b{i}")
+                        done += 1
+                    due += interval_s
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        return {"requests": done, "cpu_s": cpu}
+
+    print(json.dumps(asyncio.run(main())))
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def subprocess(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A child process of this script, killed afterwards."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def target_stats(client: httpx.AsyncClient, since: float = 0.0) -> dict[str, Any]:
+    """The target's counters."""
+    stats: dict[str, Any] = (await client.get(f"/_stats?since={since}")).json()
+    return stats
+
+
+async def health(service: Any) -> dict[str, Any]:
+    """The service's /health body."""
+    async with service.client() as client:
+        body: dict[str, Any] = (await client.get("/health")).json()
+        return body
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every phase; returns the figures."""
+    from monitor.settings import Settings
+    from servicekit.auth import create_api_key
+    from servicekit.db import create_engine, session_factory
+    from servicekit.outgoing import LOOPBACK
+    from servicekit.tables import catalogue_product
+    from tests.harness import free_port, start_process, throwaway
+    from tests.monitor.helpers import MIGRATIONS
+
+    n = args.monitors
+    interval_s = args.interval
+    steady_s = args.steady
+    figures: dict[str, Any] = {"monitors": n, "interval_s": interval_s, "quick": args.quick}
+    target_port = free_port()
+    async with (
+        subprocess("--serve-target", str(target_port)),
+        throwaway() as env,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{target_port}", timeout=10) as target,
+    ):
+        for _ in range(100):
+            with contextlib.suppress(httpx.HTTPError):
+                await target_stats(target)
+                break
+            await asyncio.sleep(0.05)
+        settings = env.settings(
+            Settings,
+            schema="monitor",
+            outgoing_allow=list(LOOPBACK),
+            min_interval_s=1.0,
+            default_interval_s=interval_s,
+            default_timeout_s=5.0,
+            scheduler_concurrency=500,
+            health_sample_interval_s=1.0,
+            log_json=True,
+            log_level="WARNING",
+        )
+        await env.provision(settings, MIGRATIONS)
+        engine = create_engine(settings)
+        async with session_factory(engine)() as session:
+            await session.execute(
+                catalogue_product.insert().values(
+                    slug="canvas-hosting",
+                    name="Canvas Hosting",
+                    active=True,
+                    changed_at=datetime.now(UTC),
+                )
+            )
+            key = (await create_api_key(session, name="bench", scopes=["monitors:write"])).secret
+            await session.commit()
+        auth = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{target_port}"
+
+        def replica() -> Settings:
+            return settings.model_copy(update={"replica_id": uuid.uuid4()})
+
+        one = await start_process(replica(), "monitor")
+        two = None
+        try:
+            await one.wait_ready()
+            doc = [
+                {"name": f"m{i:05d}", "product": "canvas-hosting", "url": f"{base}/m{i}"}
+                for i in range(n)
+            ]
+            async with httpx.AsyncClient(base_url=one.base_url, headers=auth, timeout=300) as api:
+                started = time.perf_counter()
+                applied = await api.post("/v1/monitors/apply", json=doc)
+                figures["apply_s"] = round(time.perf_counter() - started, 3)
+                assert applied.status_code == 200, applied.text
+                figures["apply_10k_s"] = figures["apply_s"]
+
+            # steady state, one replica (the first checks are spread over an interval), and
+            # the bare loop beside it for as long, against the same target; each's CPU is
+            # read from its own process
+            await asyncio.sleep(min(interval_s, 5.0))
+            async with subprocess(
+                "--baseline", base, str(n), str(interval_s), str(steady_s)
+            ) as baseline:
+                before = await target_stats(target)
+                cpu0 = process_cpu_s(one.process.pid)
+                await asyncio.sleep(steady_s)
+                cpu1 = process_cpu_s(one.process.pid)
+                after = await target_stats(target)
+                assert baseline.stdout is not None
+                line = await baseline.stdout.readline()
+            bare = json.loads(line)
+            checks = after["checks"] - before["checks"]
+            figures["checks_per_s"] = round(checks / steady_s, 1)
+            figures["expected_checks_per_s"] = round(n / interval_s, 1)
+            figures["cpu_per_check_ms"] = round(1000 * (cpu1 - cpu0) / max(checks, 1), 3)
+            scheduler = (await health(one)).get("scheduler", {})
+            figures["lag_p50_s"] = scheduler.get("lag_p50_s")
+            figures["lag_p99_s"] = scheduler.get("lag_p99_s")
+            figures["peak_rss_mb"] = round(peak_rss_mb(one.process.pid), 1)
+            figures["baseline_requests_per_s"] = round(bare["requests"] / steady_s, 1)
+            figures["baseline_cpu_per_request_ms"] = round(
+                1000 * bare["cpu_s"] / max(bare["requests"], 1), 3
+            )
+            figures["cpu_per_check_ratio"] = round(
+                figures["cpu_per_check_ms"] / max(figures["baseline_cpu_per_request_ms"], 1e-6),
+                2,
+            )
+
+            # two replicas: duplicates, detection, API latency with N present
+            two = await start_process(replica(), "monitor")
+            await two.wait_ready()
+            dup0 = (await target_stats(target))["duplicates"]
+            async with one.client(headers=auth) as api:
+                detect = await api.post(
+                    "/v1/monitors",
+                    json={
+                        "name": "detect",
+                        "product": "canvas-hosting",
+                        "url": f"{base}/detect",
+                        "interval_s": DETECT_INTERVAL_S,
+                        "recheck_s": DETECT_RECHECK_S,
+                        "failures_to_down": DETECT_FAILURES,
+                    },
+                )
+                assert detect.status_code == 201, detect.text
+                figures["detect_s"] = await detection(env, target, auth)
+                figures["detect_bound_s"] = (
+                    DETECT_INTERVAL_S + (DETECT_FAILURES - 1) * DETECT_RECHECK_S + 1.0
+                )
+                creates, lists = [], []
+                for i in range(args.api_samples):
+                    t0 = time.perf_counter()
+                    made = await api.post(
+                        "/v1/monitors",
+                        json={
+                            "name": f"extra-{i}",
+                            "product": "canvas-hosting",
+                            "url": f"{base}/extra{i}",
+                            "paused": True,
+                        },
+                    )
+                    creates.append(time.perf_counter() - t0)
+                    assert made.status_code == 201, made.text
+                    t0 = time.perf_counter()
+                    listed = await api.get(f"/v1/monitors?limit=100&after=m{(i * 37) % n:05d}")
+                    lists.append(time.perf_counter() - t0)
+                    assert listed.status_code == 200
+            figures["create_p99_ms"] = round(1000 * _pct(creates, 0.99), 2)
+            figures["create_p50_ms"] = round(1000 * statistics.median(creates), 2)
+            figures["list_p99_ms"] = round(1000 * _pct(lists, 0.99), 2)
+            figures["list_p50_ms"] = round(1000 * statistics.median(lists), 2)
+            await asyncio.sleep(2)
+            figures["duplicate_checks"] = (await target_stats(target))["duplicates"] - dup0
+
+            # storage: bytes per stored result, for a monitor checked every 60 s
+            async with engine.connect() as conn:
+                from sqlalchemy import text
+
+                rows = await conn.scalar(text("SELECT count(*) FROM check_result"))
+                size = await conn.scalar(text("SELECT pg_total_relation_size('check_result')"))
+            figures["result_rows"] = rows
+            figures["bytes_per_result"] = round(size / max(rows, 1), 1)
+            figures["bytes_per_monitor_day"] = round(size / max(rows, 1) * 1440)
+
+            # restart every replica; time until every monitor is checked again
+            await one.terminate()
+            await two.terminate()
+            restart_at = time.time()
+            one = await start_process(replica(), "monitor")
+            await one.wait_ready()
+            deadline = time.monotonic() + interval_s * 3 + 30
+            while time.monotonic() < deadline:
+                fresh = (await target_stats(target, since=restart_at))["fresh"]
+                if fresh >= n:
+                    break
+                await asyncio.sleep(0.2)
+            figures["restart_all_checked_s"] = round(time.time() - restart_at, 2)
+            figures["restart_checked"] = fresh
+        finally:
+            await one.kill()
+            if two is not None:
+                await two.kill()
+            await engine.dispose()
+    return figures
+
+
+async def detection(env: Any, target: httpx.AsyncClient, auth: dict[str, str]) -> float:
+    """Seconds from switching the ``detect`` path down to ``monitor.down`` on the broker."""
+    connection = await aio_pika.connect(
+        os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            env.exchange,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": f"{env.exchange}.unrouted"},
+        )
+        queue = await channel.declare_queue(f"{env.prefix}.tap", durable=True)
+        await queue.bind(exchange, routing_key="monitor.down")
+        await asyncio.sleep(DETECT_INTERVAL_S + 1)  # the detect monitor is up by now
+        switched = time.monotonic()
+        await target.get("/_fail?path=/detect")
+        async with asyncio.timeout(60), queue.iterator() as messages:
+            async for message in messages:
+                async with message.process():
+                    envelope = Envelope.from_json(message.body)
+                    if envelope.payload.get("monitor_name") == "detect":
+                        return round(time.monotonic() - switched, 3)
+    raise AssertionError("no monitor.down")
+
+
+def targets_met(f: dict[str, Any]) -> dict[str, bool]:
+    """Each target of the issue, met or not."""
+    return {
+        "lag_p99_under_2s": f["lag_p99_s"] is not None and f["lag_p99_s"] < 2,
+        "rss_under_300mb": f["peak_rss_mb"] < 300,
+        "cpu_ratio_at_most_3": f["cpu_per_check_ratio"] <= 3,
+        "bytes_per_monitor_day_at_most_100kb": f["bytes_per_monitor_day"] <= 100_000,
+        "no_duplicates": f["duplicate_checks"] == 0,
+        "detect_within_bound": f["detect_s"] <= f["detect_bound_s"],
+        "apply_under_30s": f["apply_s"] < 30,
+        "create_list_p99_under_50ms": f["create_p99_ms"] < 50 and f["list_p99_ms"] < 50,
+        "all_checked_within_interval": f["restart_checked"] >= f["monitors"]
+        and f["restart_all_checked_s"] <= f["interval_s"] + 10,
+    }
+
+
+def main() -> None:
+    """Parse arguments and run (or serve one of the helper processes)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="1,000 monitors, under a minute")
+    parser.add_argument("--monitors", type=int)
+    parser.add_argument("--interval", type=float)
+    parser.add_argument("--steady", type=float)
+    parser.add_argument("--api-samples", type=int)
+    parser.add_argument("--serve-target", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_target:
+        serve_target(args.serve_target)
+        return
+    if args.baseline:
+        url, n, interval, duration = args.baseline
+        run_baseline(url, int(n), float(interval), float(duration))
+        return
+    args.monitors = args.monitors or (1000 if args.quick else 10_000)
+    args.interval = args.interval or (10.0 if args.quick else 60.0)
+    args.steady = args.steady or (10.0 if args.quick else 120.0)
+    args.api_samples = args.api_samples or (60 if args.quick else 300)
+    started = time.monotonic()
+    figures = asyncio.run(run(args))
+    figures["targets_met"] = targets_met(figures)
+    figures["wall_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
