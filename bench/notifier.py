@@ -139,7 +139,7 @@ async def prepare_notifier(
 ) -> dict[str, str]:
     """Provision and migrate the notifier, declare the broker, add the on-call person and
     the default policy; returns the service's environment."""
-    from notifier import directory, schemas
+    from notifier import directory, policies, schemas
     from notifier.__main__ import SERVICE
     from notifier.settings import Settings
     from servicekit.cli import migrate
@@ -176,7 +176,7 @@ async def prepare_notifier(
                     {"target_type": "person", "target_id": str(person.id), "timeout_s": 3600}
                 ],
             }
-            await directory.create_policy(session, schemas.PolicyCreate.model_validate(policy))
+            await policies.create_policy(session, schemas.PolicyCreate.model_validate(policy))
     finally:
         await engine.dispose()
     return environment

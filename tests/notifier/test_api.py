@@ -119,3 +119,20 @@ async def test_openapi_lists_the_routes_and_bodies(service: Notifier) -> None:
     assert "/v1/oncall" in schema["paths"]
     assert "/v1/pages/{page_id}/{action}" in schema["paths"]
     assert "PolicyCreate" in schema["components"]["schemas"]
+
+
+async def test_schedules_overrides_and_policies_are_listed(service: Notifier) -> None:
+    alice = await service.person("Alice", "alice@ops.example")
+    schedule = await service.weekly_schedule(alice)
+    override = {
+        "person_id": alice,
+        "starts_at": "2026-12-24T18:00:00Z",
+        "ends_at": "2026-12-26T09:00:00Z",
+    }
+    await service.post(f"/v1/schedules/{schedule}/overrides", override)
+    await service.policy(("schedule", schedule, 60))
+    assert [s["id"] for s in await service.get("/v1/schedules")] == [schedule]
+    (listed,) = await service.get(f"/v1/schedules/{schedule}/overrides")
+    assert listed["person_id"] == alice
+    (policy,) = await service.get("/v1/policies")
+    assert policy["levels"][0]["target_id"] == schedule

@@ -1,7 +1,7 @@
 """A ticket filed before the notifier ever ran waits in its queue (declared by `migrate`)
 and is paged when the notifier starts."""
 
-from notifier import directory, schemas
+from notifier import directory, policies, schemas
 from servicekit.cli import migrate
 from servicekit.db import create_engine, session_factory
 from tests.harness import Throwaway
@@ -22,7 +22,7 @@ async def test_a_ticket_filed_before_the_notifier_ever_started_is_paged_when_it_
             alice = await directory.create_person(
                 session, schemas.PersonCreate(name="Alice", email="alice@ops.example")
             )
-            await directory.create_policy(
+            await policies.create_policy(
                 session,
                 schemas.PolicyCreate.model_validate(
                     {

@@ -1,40 +1,20 @@
-"""The /v1 REST API: thin routes that parse, call one use case, commit and respond."""
+"""The /v1 REST API for people, schedules, overrides, policies and who is on call: thin
+routes that parse, call one use case, commit and respond."""
 
-import html
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Response
 
-from notifier import coverage, directory, links, pages_view, schemas, timeline
-from notifier.settings import Settings
-from servicekit.api import UtcDatetime, json_body, json_request_body
+from notifier import coverage, directory, policies, schemas, timeline
+from notifier.api_deps import ERRORS, Reader, SettingsDep, Writer, body
+from servicekit.api import UtcDatetime, json_body
 from servicekit.api_openapi import error_responses
-from servicekit.auth import Principal, require_scope
 from servicekit.deps import SessionDep, commit
 from servicekit.problems import Problem
 
 router = APIRouter(prefix="/v1")
-
-
-async def get_settings(request: Request) -> Settings:
-    """The notifier settings of the running service."""
-    settings: Settings = request.app.state.runtime.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-Reader = Annotated[Principal, Depends(require_scope("oncall:read", "oncall:write"))]
-Writer = Annotated[Principal, Depends(require_scope("oncall:write"))]
-Pager = Annotated[Principal, Depends(require_scope("pages:write"))]
 Id = uuid.UUID
-ERRORS = error_responses(401, 403, 404, 409, 422)
-
-
-def body(model: type[schemas.Strict]) -> dict[str, object]:
-    """OpenAPI of a route's JSON body."""
-    return json_request_body(model)
 
 
 # --- people -------------------------------------------------------------------------
@@ -117,6 +97,17 @@ async def create_schedule(
     return read
 
 
+@router.get("/schedules", responses=ERRORS)
+async def list_schedules(
+    _: Reader, session: SessionDep, settings: SettingsDep
+) -> list[schemas.ScheduleRead]:
+    """Every schedule."""
+    return [
+        await directory.read_schedule(session, settings, row)
+        for row in await directory.list_schedule_rows(session)
+    ]
+
+
 @router.get("/schedules/{schedule_id}", responses=ERRORS)
 async def get_schedule(
     schedule_id: Id, _: Reader, session: SessionDep, settings: SettingsDep
@@ -189,6 +180,15 @@ async def create_override(
     return schemas.OverrideRead.model_validate(row._asdict())
 
 
+@router.get("/schedules/{schedule_id}/overrides", responses=ERRORS)
+async def list_overrides(
+    schedule_id: Id, _: Reader, session: SessionDep
+) -> list[schemas.OverrideRead]:
+    """A schedule's overrides, by start."""
+    rows = await directory.list_override_rows(session, schedule_id)
+    return [schemas.OverrideRead.model_validate(row._asdict()) for row in rows]
+
+
 @router.delete(
     "/schedules/{schedule_id}/overrides/{override_id}", status_code=204, responses=ERRORS
 )
@@ -243,15 +243,21 @@ async def create_policy(
     session: SessionDep,
 ) -> schemas.PolicyRead:
     """Add an escalation policy for a product, or the default one."""
-    row = await directory.create_policy(session, data)
+    row = await policies.create_policy(session, data)
     await commit(session)
-    return directory.read_policy(row)
+    return policies.read_policy(row)
+
+
+@router.get("/policies", responses=ERRORS)
+async def list_policies(_: Reader, session: SessionDep) -> list[schemas.PolicyRead]:
+    """Every escalation policy."""
+    return [policies.read_policy(row) for row in await policies.list_policy_rows(session)]
 
 
 @router.get("/policies/{policy_id}", responses=ERRORS)
 async def get_policy(policy_id: Id, _: Reader, session: SessionDep) -> schemas.PolicyRead:
     """One escalation policy."""
-    return directory.read_policy(await directory.get_policy_row(session, policy_id))
+    return policies.read_policy(await policies.get_policy_row(session, policy_id))
 
 
 @router.put("/policies/{policy_id}", responses=ERRORS, openapi_extra=body(schemas.PolicyCreate))
@@ -262,117 +268,14 @@ async def replace_policy(
     session: SessionDep,
 ) -> schemas.PolicyRead:
     """Replace a policy (open pages keep the copy they took)."""
-    row = await directory.replace_policy(session, policy_id, data)
+    row = await policies.replace_policy(session, policy_id, data)
     await commit(session)
-    return directory.read_policy(row)
+    return policies.read_policy(row)
 
 
 @router.delete("/policies/{policy_id}", status_code=204, responses=ERRORS)
 async def delete_policy(policy_id: Id, _: Writer, session: SessionDep) -> Response:
     """Remove a policy."""
-    await directory.delete_policy(session, policy_id)
+    await policies.delete_policy(session, policy_id)
     await commit(session)
     return Response(status_code=204)
-
-
-# --- pages --------------------------------------------------------------------------
-
-
-@router.get("/pages", responses=ERRORS)
-async def list_pages(
-    _: Reader,
-    session: SessionDep,
-    state: Literal["triggered", "acknowledged", "resolved"] | None = None,
-    product: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[schemas.PageRead]:
-    """Pages, newest first."""
-    return await pages_view.list_pages(session, state=state, product=product, limit=limit)
-
-
-@router.get("/pages/{page_id}", responses=ERRORS)
-async def get_page(page_id: Id, _: Reader, session: SessionDep) -> schemas.PageRead:
-    """One page with its tickets and timeline."""
-    return await pages_view.get_page(session, page_id)
-
-
-@router.post("/pages/{page_id}/{action}", responses=ERRORS, openapi_extra=body(schemas.PageAction))
-async def act_on_page(
-    page_id: Id,
-    action: Literal["acknowledge", "resolve"],
-    principal: Pager,
-    data: Annotated[schemas.PageAction, Depends(json_body(schemas.PageAction))],
-    session: SessionDep,
-    settings: SettingsDep,
-) -> schemas.PageRead:
-    """Acknowledge (stops the escalation) or resolve a page."""
-    read = await pages_view.act(
-        session,
-        settings,
-        page_id,
-        action=action,
-        person_id=data.person_id,
-        fallback=f"API key {principal.name}",
-        note=data.note,
-    )
-    await commit(session)
-    return read
-
-
-_CONFIRM = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width"><title>Klaxon: {verb} page</title></head>
-<body style="font-family:Arial,Helvetica,sans-serif;max-width:560px;margin:40px auto;padding:0 16px">
-<h1 style="font-size:22px">{verb} this page?</h1><p>{product}: {summary}</p><p>State: {state}</p>
-<form method="post"><button type="submit" style="padding:10px 18px;font-size:16px">{verb}</button></form>
-</body></html>"""
-
-
-def _link(settings: Settings, token: str) -> links.LinkAction:
-    try:
-        return links.read_link(settings, token)
-    except links.BadLink as exc:
-        raise LinkRefused(str(exc)) from exc
-
-
-class LinkRefused(Problem):
-    """A forged, altered or expired action link."""
-
-    status = 403
-    title = "Link refused"
-
-
-@router.get("/links/{token}", response_class=HTMLResponse, responses=error_responses(403, 404))
-async def confirm_link(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    """The confirm page of a signed acknowledge/resolve link (a GET changes nothing)."""
-    link = _link(settings, token)
-    current = await pages_view.get_page(session, link.page_id)
-    verb = "Acknowledge" if link.action == "acknowledge" else "Resolve"
-    return HTMLResponse(
-        _CONFIRM.format(
-            verb=verb,
-            product=html.escape(current.product_name),
-            summary=html.escape(current.summary),
-            state=html.escape(current.state),
-        )
-    )
-
-
-@router.post(
-    "/links/{token}", response_class=HTMLResponse, responses=error_responses(403, 404, 409)
-)
-async def act_by_link(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    """Perform a signed link's action."""
-    link = _link(settings, token)
-    read = await pages_view.act(
-        session,
-        settings,
-        link.page_id,
-        action=link.action,
-        person_id=link.person_id,
-        fallback="link",
-    )
-    await commit(session)
-    return HTMLResponse(
-        f'<!DOCTYPE html><html lang="en"><body style="font-family:Arial,sans-serif">'
-        f"<h1>Page {html.escape(read.state)}</h1><p>{html.escape(read.summary)}</p></body></html>"
-    )

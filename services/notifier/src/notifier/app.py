@@ -7,8 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier import coverage, schemas
-from notifier.api import router
+from notifier import api, api_pages, coverage, schemas
 from notifier.handlers import make_handlers, make_timer_handlers
 from notifier.models import page
 from notifier.outcomes import make_outcome_handler
@@ -75,7 +74,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = create_service_app(
         settings,
         title="Klaxon notifier",
-        routers=[router],
+        routers=[api.router, api_pages.router],
         handlers=make_handlers(settings),
         timer_handlers=make_timer_handlers(settings),
         senders={"email": email_sender},
