@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.harness import eventually
 from tests.intake.helpers import inject
@@ -13,6 +14,9 @@ from tests.statuspage.shapes import (
     check_page,
     check_status,
 )
+
+_OFFSET = datetime.now(ZoneInfo("Europe/Berlin")).strftime("%z")
+BERLIN_OFFSET = f"{_OFFSET[:3]}:{_OFFSET[3:]}"
 
 DOCUMENTS = {
     "summary.json": {"page", "components", "incidents", "scheduled_maintenances", "status"},
@@ -70,6 +74,7 @@ async def test_every_v2_document_has_statuspage_fields_types_and_values(
         check_page(doc["page"])
         assert doc["page"]["name"] == "Canvas Hosting"
         assert doc["page"]["time_zone"] == "Europe/Berlin"
+        assert doc["page"]["updated_at"].endswith(BERLIN_OFFSET)  # page-local, as Statuspage
         if "status" in doc:
             check_status(doc["status"])
         for c in doc.get("components", []):

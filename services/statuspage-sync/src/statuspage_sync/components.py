@@ -152,6 +152,10 @@ async def refresh(
     ids = sorted(set(component_ids))
     if not ids:
         return []
+    page_ids = await session.scalars(
+        select(component.c.status_page_id).where(component.c.id.in_(ids)).distinct()
+    )
+    await pages.lock_pages(session, list(page_ids))
     rows = (
         await session.execute(
             select(component)

@@ -69,7 +69,11 @@ async def watch_report(session: AsyncSession, settings: Settings, ticket: Ticket
             literal(ticket.product.slug, String) == any_(status_page.c.products)
         )
     )
-    for (page_id,) in rows:
+    page_ids = [page_id for (page_id,) in rows]
+    # Locked, so a notice being posted on the page either committed before (and is seen
+    # below) or waits, and then sees this deadline to clear.
+    await pages.lock_pages(session, page_ids)
+    for page_id in page_ids:
         deadline_id = await _start(
             session,
             key=f"report:{page_id}:{ticket.ticket_id}",

@@ -59,7 +59,7 @@ def stylesheet() -> bytes:
 
 def _when(snap: Snapshot, value: datetime) -> dict[str, str]:
     local = value.astimezone(snap.zone)
-    return {"iso": v2.ts(value) or "", "text": local.strftime("%b %d, %Y %H:%M %Z")}
+    return {"iso": v2.ts(value, snap.zone) or "", "text": local.strftime("%b %d, %Y %H:%M %Z")}
 
 
 def _minutes(seconds: float) -> str:

@@ -161,6 +161,7 @@ async def post_notice(
     """Post a notice on an incident: move its components and status, publish it.
 
     `manual` False moves no component (a monitor already did, or a maintenance does)."""
+    await pages.lock_pages(session, [page.id])
     row = (
         await session.execute(
             select(incident).where(incident.c.id == incident_id).with_for_update()

@@ -77,6 +77,12 @@ async def _move(
     session: AsyncSession, settings: Settings, timer: DueTimer, *, to: str, frm: set[str]
 ) -> None:
     maintenance_id = uuid.UUID(timer.payload["maintenance_id"])
+    page_id = await session.scalar(
+        select(incident.c.status_page_id).where(incident.c.id == maintenance_id)
+    )
+    if page_id is None:
+        return
+    await pages.lock_pages(session, [page_id])
     row: Any = (
         await session.execute(
             select(incident).where(incident.c.id == maintenance_id).with_for_update()

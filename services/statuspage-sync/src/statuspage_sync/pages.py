@@ -58,6 +58,21 @@ async def touch(session: AsyncSession, page_id: uuid.UUID, *, reload: bool = Fal
     await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
 
+async def lock_pages(session: AsyncSession, page_ids: list[uuid.UUID]) -> None:
+    """Lock pages (in id order) before their components, incidents or deadlines.
+
+    Every use case that changes a page takes the page's row lock first, so two of them
+    (a monitor's verdict and an engineer's notice, say) wait for each other instead of
+    deadlocking on the rows below it."""
+    if page_ids:
+        await session.execute(
+            select(status_page.c.id)
+            .where(status_page.c.id.in_(sorted(set(page_ids))))
+            .order_by(status_page.c.id)
+            .with_for_update()
+        )
+
+
 async def _channel(session: AsyncSession) -> str:
     schema = await session.scalar(text("SELECT current_schema()"))
     return VERSIONS_CHANNEL.format(schema=schema)

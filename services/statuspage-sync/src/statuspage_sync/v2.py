@@ -6,7 +6,7 @@ Identifiers are Klaxon's UUIDs (strings, as Statuspage's ids are).
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from statuspage_sync.snapshot import RECENT_INCIDENTS, Incident, Snapshot
@@ -35,12 +35,14 @@ _FROM_COMPONENT = {
 _RANK = ["none", "maintenance", "minor", "major", "critical"]
 
 
-def ts(value: datetime | None) -> str | None:
-    """A timestamp as Statuspage writes it: ISO 8601 with milliseconds, UTC ``Z``."""
+def ts(value: datetime | None, zone: tzinfo = UTC) -> str | None:
+    """A timestamp as Statuspage writes it: ISO 8601 with milliseconds, in the page's
+    time zone (``2026-11-29T14:03:07.123+01:00``; ``Z`` in UTC)."""
     if value is None:
         return None
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    local = value.astimezone(zone)
+    text = local.isoformat(timespec="milliseconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _page(snap: Snapshot) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def _page(snap: Snapshot) -> dict[str, Any]:
         "name": page.title,
         "url": snap.url,
         "time_zone": page.time_zone,
-        "updated_at": ts(page.updated_at),
+        "updated_at": ts(page.updated_at, snap.zone),
     }
 
 
@@ -66,8 +68,8 @@ def _component(snap: Snapshot, c: Any) -> dict[str, Any]:
         "id": str(c.id),
         "name": c.name,
         "status": c.status,
-        "created_at": ts(c.created_at),
-        "updated_at": ts(c.updated_at),
+        "created_at": ts(c.created_at, snap.zone),
+        "updated_at": ts(c.updated_at, snap.zone),
         "position": c.position,
         "description": c.description,
         "showcase": True,
@@ -96,8 +98,8 @@ def components(snap: Snapshot) -> list[dict[str, Any]]:
                 "id": str(g.id),
                 "name": g.name,
                 "status": group_status(members),
-                "created_at": ts(g.created_at),
-                "updated_at": ts(g.updated_at),
+                "created_at": ts(g.created_at, snap.zone),
+                "updated_at": ts(g.updated_at, snap.zone),
                 "position": g.position,
                 "description": g.description,
                 "showcase": False,
@@ -126,15 +128,15 @@ def status(snap: Snapshot) -> dict[str, str]:
     return {"indicator": indicator, "description": INDICATORS[indicator]}
 
 
-def _update(item: Incident, n: Any) -> dict[str, Any]:
+def _update(snap: Snapshot, item: Incident, n: Any) -> dict[str, Any]:
     return {
         "id": str(n.id),
         "status": n.status,
         "body": n.body,
         "incident_id": str(item.row.id),
-        "created_at": ts(n.created_at),
-        "updated_at": ts(n.created_at),
-        "display_at": ts(n.created_at),
+        "created_at": ts(n.created_at, snap.zone),
+        "updated_at": ts(n.created_at, snap.zone),
+        "display_at": ts(n.created_at, snap.zone),
         "affected_components": list(n.affected_components) or None,
         "deliver_notifications": True,
         "custom_tweet": None,
@@ -150,20 +152,20 @@ def incident(snap: Snapshot, item: Incident) -> dict[str, Any]:
         "id": str(row.id),
         "name": row.name,
         "status": row.status,
-        "created_at": ts(row.created_at),
-        "updated_at": ts(row.updated_at),
-        "monitoring_at": ts(row.monitoring_at),
-        "resolved_at": ts(row.resolved_at),
+        "created_at": ts(row.created_at, snap.zone),
+        "updated_at": ts(row.updated_at, snap.zone),
+        "monitoring_at": ts(row.monitoring_at, snap.zone),
+        "resolved_at": ts(row.resolved_at, snap.zone),
         "impact": row.impact,
         "shortlink": f"{snap.url}#incident-{row.id}",
-        "started_at": ts(row.started_at),
+        "started_at": ts(row.started_at, snap.zone),
         "page_id": str(snap.page.id),
-        "incident_updates": [_update(item, n) for n in item.notices],
+        "incident_updates": [_update(snap, item, n) for n in item.notices],
         "components": [_component(snap, c) for c in members],
     }
     if row.kind == "maintenance":
-        doc["scheduled_for"] = ts(row.scheduled_for)
-        doc["scheduled_until"] = ts(row.scheduled_until)
+        doc["scheduled_for"] = ts(row.scheduled_for, snap.zone)
+        doc["scheduled_until"] = ts(row.scheduled_until, snap.zone)
     return doc
 
 
