@@ -245,3 +245,29 @@ async def test_a_handler_is_given_its_timers_payload_and_due_time(env: Throwaway
     assert [(d.kind, d.key, d.payload, d.due_at, d.attempts) for d in given] == [
         ("escalate", "page-7", {"level": 2}, due_at, 0)
     ]
+
+
+async def test_a_stopping_worker_hands_back_the_timers_it_had_not_started(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env, timer_concurrency=1)
+    hung = asyncio.Event()
+
+    async def hang(session: AsyncSession, due: DueTimer) -> None:
+        hung.set()
+        await asyncio.Event().wait()
+
+    async with running(settings, timer_handlers={"hang": hang}) as runtime:
+        await _schedule_now(runtime, "hang", ["a", "b", "c"], ago_s=1)
+        await hung.wait()
+        await asyncio.sleep(0.2)  # the other two are claimed, waiting for the one slot
+        async with runtime.sessions() as session:
+            leased = await session.scalar(
+                select(func.count()).select_from(timer).where(timer.c.due_at > func.now())
+            )
+        assert leased == 3
+    async with running(settings) as stopped, stopped.sessions() as session:
+        due_now = await session.scalar(
+            select(func.count()).select_from(timer).where(timer.c.due_at <= func.now())
+        )
+    assert due_now == 2  # due again at once; the one cut off mid-handler waits out its lease

@@ -142,9 +142,9 @@ _AUTOCOMMIT: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
 class TimerWorker:
     """Fires due timers of the kinds it has handlers for, several at once.
 
-    It keeps up to ``timer_concurrency`` handlers running and as many claimed timers
-    waiting for a slot, claimed in batches of at least half that, so the handlers do
-    not wait for a claim's round trip. A waiting timer whose lease could run out
+    It keeps up to ``timer_concurrency`` handlers running and up to twice as many
+    claimed timers waiting for a slot, claimed in batches of at least
+    ``timer_concurrency``, so the handlers do not wait for a claim's round trip. A waiting timer whose lease could run out
     before its handler's timeout is handed back (made due again) instead of run.
     """
 
@@ -190,9 +190,9 @@ class TimerWorker:
         concurrency = settings.timer_concurrency
         while True:
             await self._start_waiting()
-            room = 2 * concurrency - len(self._running) - len(self._waiting)
+            room = 3 * concurrency - len(self._running) - len(self._waiting)
             exhausted = False
-            if room >= max(1, concurrency // 2) or (room > 0 and not self._waiting):
+            if room >= concurrency or (room > 0 and not self._waiting):
                 wanted = min(room, settings.timer_batch_size)
                 claimed = await self._claim(wanted)
                 self._waiting.extend(claimed)
