@@ -17,7 +17,13 @@ sides can keep on this machine. Reported:
 - throughput: N events sent as fast as possible, first send to last consumed;
 - latency at a fixed offered rate (default 500 events/s): for the pipeline,
   from the producer's COMMIT to the consumer's commit + ack; for the baseline,
-  from publish to consume + ack.
+  from publish to consume + ack;
+- ``timers_10k_s``: 10,000 timers due at once, fired by one `TimerWorker` with
+  the default settings (each handler writes one row in its own transaction),
+  from the worker's start until the last timer is gone (target: under 10 s);
+  beside it ``timers_baseline_10k_s``: as many bare transactions (write a row,
+  delete it, commit) on as many connections, the least any design that fires
+  each timer in a transaction of its own costs on this machine.
 
 Each figure is the median over several rounds. The last line printed is one
 JSON object. Usage: ``uv run python bench/pipeline.py [--quick]``.
@@ -55,6 +61,7 @@ from servicekit.db import asyncpg_dsn, create_engine, provision_schema, session_
 from servicekit.outbox import Relay, add_event
 from servicekit.settings import ServiceSettings
 from servicekit.tables import plumbing
+from servicekit.timers import DueTimer, TimerWorker
 
 ADMIN_URL = os.environ.get(
     "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -141,6 +148,7 @@ async def throwaway_database() -> AsyncIterator[ServiceSettings]:
         await conn.execute(
             text("CREATE TABLE floor_row (id uuid PRIMARY KEY, body bytea NOT NULL)")
         )
+        await conn.execute(text("CREATE TABLE timer_effect (timer_id uuid PRIMARY KEY)"))
     await engine.dispose()
     try:
         yield settings
@@ -360,6 +368,69 @@ async def _drive(
     await asyncio.gather(*in_flight)
 
 
+TIMERS = 10_000
+
+
+async def _timer_effect(session: AsyncSession, due: DueTimer) -> None:
+    """The benchmark's timer handler: one row written in the firing's transaction."""
+    await session.execute(text("INSERT INTO timer_effect (timer_id) VALUES (:id)"), {"id": due.id})
+
+
+async def fire_timers(settings: ServiceSettings, n: int = TIMERS) -> float:
+    """Seconds one timer worker takes to fire `n` timers that are all due at once."""
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO timer (kind, key, due_at)"
+                    " SELECT 'bench', g::text, now() FROM generate_series(1, :n) AS g"
+                ),
+                {"n": n},
+            )
+        worker = TimerWorker(settings, session_factory(engine), {"bench": _timer_effect})
+        started = time.monotonic()
+        firing = asyncio.create_task(worker.run())
+        try:
+            while True:
+                async with engine.connect() as conn:
+                    if not await conn.scalar(text("SELECT count(*) FROM timer")):
+                        break
+                await asyncio.sleep(0.02)
+            elapsed = time.monotonic() - started
+        finally:
+            firing.cancel()
+            await asyncio.gather(firing, return_exceptions=True)
+        async with engine.connect() as conn:
+            fired = await conn.scalar(text("SELECT count(*) FROM timer_effect"))
+        assert fired == n, f"{fired} of {n} timers left their row"
+        return elapsed
+    finally:
+        await engine.dispose()
+
+
+async def bare_transactions(settings: ServiceSettings, n: int = TIMERS) -> float:
+    """Seconds `n` transactions take that each write a row and delete it, committed on
+    ``timer_concurrency`` connections at once: the timer figure's baseline."""
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    pending = iter(range(n))
+
+    async def worker() -> None:
+        for _ in pending:
+            row = {"id": uuid.uuid4()}
+            async with sessions() as session, session.begin():
+                await session.execute(text("INSERT INTO timer_effect (timer_id) VALUES (:id)"), row)
+                await session.execute(text("DELETE FROM timer_effect WHERE timer_id = :id"), row)
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(settings.timer_concurrency)))
+        return time.monotonic() - started
+    finally:
+        await engine.dispose()
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -409,6 +480,8 @@ async def main() -> None:
             if consumer.stdin is not None:
                 consumer.stdin.close()
             await asyncio.wait_for(consumer.wait(), timeout=30)
+        timers_baseline_s = await bare_transactions(settings)
+        timers_s = await fire_timers(settings)
 
     med = {key: statistics.median(values) for key, values in figures.items()}
     result = {
@@ -428,8 +501,13 @@ async def main() -> None:
         "floor_p99_ms": round(med["floor_p99"], 2),
         "rounds": rounds,
         "events_per_round": n,
+        "timers_10k_s": round(timers_s, 2),
+        "timers_baseline_10k_s": round(timers_baseline_s, 2),
+        "timer_concurrency": settings.timer_concurrency,
     }
-    result["meets_targets"] = result["throughput_ratio"] >= 0.5 and result["p99_ms"] < 50
+    result["meets_targets"] = (
+        result["throughput_ratio"] >= 0.5 and result["p99_ms"] < 50 and timers_s < 10
+    )
     kinds = ("pipeline", "baseline", "session", "floor")
     print(f"{'median of ' + str(rounds) + ' rounds':26}" + "".join(f"{k:>12}" for k in kinds))
     for label, key in (("events/s", "per_s"), ("p50 ms @ rate", "p50"), ("p99 ms @ rate", "p99")):
@@ -438,6 +516,10 @@ async def main() -> None:
     print("session: the same pipeline, the producer committing in a SQLAlchemy session")
     print("floor: bare commit, bare publish, bare consume, bare commit; no outbox, no batching")
     print(f"throughput ratio {result['throughput_ratio']} (target >= 0.5), p99 target < 50 ms")
+    print(
+        f"{TIMERS} timers due at once fired in {timers_s:.2f} s (target < 10 s);"
+        f" as many bare transactions took {timers_baseline_s:.2f} s"
+    )
     print(json.dumps(result))
 
 
