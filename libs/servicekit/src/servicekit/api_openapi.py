@@ -9,7 +9,8 @@
   (or by hand) are published; every problem+json response refers to
   `ProblemDocument` and FastAPI's own 422 schema (which the API never sends) is
   replaced by it; ``/metrics`` is ``text/plain``; ``/readyz`` documents its 503;
-  every route documents the 431 of oversized request headers.
+  with `servicekit.api_middleware` installed, every route documents the 431 of
+  oversized request headers.
 """
 
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from servicekit.api_middleware import HeaderLimitMiddleware
 from servicekit.problems import PROBLEM_JSON
 
 
@@ -96,7 +98,9 @@ def _components(schema: dict[str, Any], models: Iterable[type[BaseModel]]) -> No
         components[name] = body
 
 
-def _fix_operation(path: str, method: str, operation: dict[str, Any]) -> None:
+def _fix_operation(
+    path: str, method: str, operation: dict[str, Any], *, header_limit: bool
+) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status, response in responses.items():
         content = response.get("content", {})
@@ -104,8 +108,8 @@ def _fix_operation(path: str, method: str, operation: dict[str, Any]) -> None:
             response["content"] = {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}
             if status == "422" and response.get("description") == "Validation Error":
                 response["description"] = STANDARD_ERRORS[422]
-    # The header limit (servicekit.api_middleware) guards every route.
-    responses.setdefault("431", problem_response(STANDARD_ERRORS[431]))
+    if header_limit:  # servicekit.api_middleware's header limit guards every route
+        responses.setdefault("431", problem_response(STANDARD_ERRORS[431]))
     if path == "/metrics" and method == "get":
         responses["200"] = {
             "description": "Prometheus text exposition format",
@@ -134,10 +138,13 @@ def build_openapi(app: FastAPI, body_models: Iterable[type[BaseModel]] = ()) -> 
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     _components(schema, body_models)
+    header_limit = any(
+        getattr(m, "cls", None) is HeaderLimitMiddleware for m in app.user_middleware
+    )
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             if isinstance(operation, dict) and "responses" in operation:
-                _fix_operation(path, method, operation)
+                _fix_operation(path, method, operation, header_limit=header_limit)
     _drop_unused(schema)
     return schema
 
