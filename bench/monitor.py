@@ -252,6 +252,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         def replica() -> Settings:
             return settings.model_copy(update={"replica_id": uuid.uuid4()})
 
+        phases: dict[str, float] = {}
+        phase_start = time.monotonic()
         one = await start_process(replica(), "monitor")
         two = None
         try:
@@ -267,10 +269,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert applied.status_code == 200, applied.text
                 figures["apply_10k_s"] = figures["apply_s"]
 
+            phases["apply"] = round(time.monotonic() - phase_start, 1)
             # steady state, one replica (the first checks are spread over an interval), and
             # the bare loop beside it for as long, against the same target; each's CPU is
             # read from its own process
             await asyncio.sleep(min(interval_s, 5.0))
+            rows0, size0 = await result_storage(engine)
             async with subprocess(
                 "--baseline", base, str(n), str(interval_s), str(steady_s)
             ) as baseline:
@@ -299,6 +303,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 2,
             )
 
+            phases["steady"] = round(time.monotonic() - phase_start, 1)
             # two replicas: duplicates, detection, API latency with N present
             two = await start_process(replica(), "monitor")
             await two.wait_ready()
@@ -345,19 +350,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(2)
             figures["duplicate_checks"] = (await target_stats(target))["duplicates"] - dup0
 
-            # storage: bytes per stored result, for a monitor checked every 60 s
-            async with engine.connect() as conn:
-                from sqlalchemy import text
-
-                rows = await conn.scalar(text("SELECT count(*) FROM check_result"))
-                size = await conn.scalar(text("SELECT pg_total_relation_size('check_result')"))
+            phases["two_replicas"] = round(time.monotonic() - phase_start, 1)
+            # storage: what the results table grew by per result, for a monitor checked
+            # every 60 s (the growth, so the table's fixed first pages are not counted)
+            rows, size = await result_storage(engine)
             figures["result_rows"] = rows
-            figures["bytes_per_result"] = round(size / max(rows, 1), 1)
-            figures["bytes_per_monitor_day"] = round(size / max(rows, 1) * 1440)
-
+            figures["bytes_per_result"] = round((size - size0) / max(rows - rows0, 1), 1)
+            figures["bytes_per_monitor_day"] = round(figures["bytes_per_result"] * 1440)
+            phases["storage"] = round(time.monotonic() - phase_start, 1)
             # restart every replica; time until every monitor is checked again
-            await one.terminate()
-            await two.terminate()
+            await asyncio.gather(one.terminate(), two.terminate())
             restart_at = time.time()
             one = await start_process(replica(), "monitor")
             await one.wait_ready()
@@ -369,12 +371,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.2)
             figures["restart_all_checked_s"] = round(time.time() - restart_at, 2)
             figures["restart_checked"] = fresh
+            phases["restart"] = round(time.monotonic() - phase_start, 1)
+            figures["phases_s"] = phases
         finally:
             await one.kill()
             if two is not None:
                 await two.kill()
             await engine.dispose()
     return figures
+
+
+async def result_storage(engine: Any) -> tuple[int, int]:
+    """Rows in the results table, and its size with its indexes, in bytes."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        rows = await conn.scalar(text("SELECT count(*) FROM check_result"))
+        size = await conn.scalar(text("SELECT pg_total_relation_size('check_result')"))
+    return int(rows), int(size)
 
 
 async def detection(env: Any, target: httpx.AsyncClient, auth: dict[str, str]) -> float:
@@ -441,7 +455,7 @@ def main() -> None:
     args.monitors = args.monitors or (1000 if args.quick else 10_000)
     args.interval = args.interval or (10.0 if args.quick else 60.0)
     args.steady = args.steady or (10.0 if args.quick else 120.0)
-    args.api_samples = args.api_samples or (60 if args.quick else 300)
+    args.api_samples = args.api_samples or (40 if args.quick else 300)
     started = time.monotonic()
     figures = asyncio.run(run(args))
     figures["targets_met"] = targets_met(figures)
