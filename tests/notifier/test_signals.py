@@ -182,8 +182,14 @@ async def test_overdue_before_the_ticket_opens_the_page_and_reminds(
     await inject(env, ticket, producer="intake")
     await smtp.wait_for(1, address="bob@ops.example")
     await eventually(lambda: for_delivery(smtp, "reporter-reminder:"))
-    (page,) = await service.pages()
-    assert [t["ticket_id"] for t in page["tickets"]] == [str(ticket.ticket_id)]
+
+    async def numbered() -> bool:
+        (page,) = await service.pages()
+        return [(t["ticket_id"], t["number"]) for t in page["tickets"]] == [
+            (str(ticket.ticket_id), ticket.number)
+        ]
+
+    await eventually(numbered)
 
 
 async def test_due_soon_reminds_whoever_acknowledged(

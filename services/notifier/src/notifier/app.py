@@ -1,5 +1,6 @@
 """The notifier service's FastAPI app."""
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,12 +58,22 @@ async def _page_state(runtime: Runtime, page_id: str) -> str | None:
         return state
 
 
+WARNINGS_EVERY_S = 60.0
+"""How often the ``/health`` figure recomputes the warnings (14 days of every schedule)."""
+
+
 def warnings_figure(settings: Settings) -> Figure:
-    """``/health`` figure: schedule gaps and people nobody can reach."""
+    """``/health`` figure: schedule gaps and people nobody can reach, recomputed at most
+    every `WARNINGS_EVERY_S` (the sampler asks every few seconds)."""
+    last: dict[str, Any] = {}
 
     async def figure(session: AsyncSession) -> Mapping[str, Any]:
-        found = await coverage.warnings(session, settings)
-        return {"count": len(found), "warnings": found[:20]}
+        now = time.monotonic()
+        if not last or now - last["at"] > WARNINGS_EVERY_S:
+            found = await coverage.warnings(session, settings)
+            last.update(at=now, value={"count": len(found), "warnings": found[:20]})
+        value: Mapping[str, Any] = last["value"]
+        return value
 
     return figure
 

@@ -82,7 +82,12 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         known = await session.scalar(
             select(page_ticket.c.page_id).where(page_ticket.c.ticket_id == payload.ticket_id)
         )
-        if known is not None:
+        if known is not None:  # already grouped (its overdue deadline may have come first)
+            await session.execute(
+                update(page_ticket)
+                .where(page_ticket.c.ticket_id == payload.ticket_id, page_ticket.c.number == "")
+                .values(number=payload.number, subject=payload.subject[:300])
+            )
             return
         row = await paging.open_monitor_page(session, payload.product.slug)
         opened = False

@@ -80,7 +80,7 @@ async def acknowledge_reporters(
             settings,
             template="reporter_ack",
             to=ticket.reporter_email,
-            subject=f"[{ticket.number}] The on-call engineer has been notified",
+            subject=f"[{ticket.number or 'CRITICAL report'}] The on-call engineer has been notified",
             dedupe_key=key,
             thread=emails.ticket_thread(settings, ticket.ticket_id),
             is_thread_start=True,
@@ -114,7 +114,10 @@ async def remind_reporter(
         settings,
         template="reporter_reminder",
         to=ticket.reporter_email,
-        subject=f"[{ticket.number}] No status update yet: please call {settings.phone_for(page_row.product_slug)}",
+        subject=(
+            f"[{ticket.number or 'CRITICAL report'}] No status update yet: please call"
+            f" {settings.phone_for(page_row.product_slug)}"
+        ),
         dedupe_key=key,
         thread=emails.ticket_thread(settings, ticket.ticket_id),
         is_thread_start=False,
