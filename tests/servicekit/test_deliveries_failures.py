@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections import Counter
 
 import pytest
@@ -201,7 +202,7 @@ async def test_a_database_outage_between_send_and_record_repeats_no_send(
             "database_url": make_url(settings.database_url)
             .set(host="127.0.0.1", port=proxy.port)
             .render_as_string(hide_password=False),
-            "delivery_lease_s": 5.0,
+            "delivery_lease_s": 8.0,
             "delivery_send_timeout_s": 3.0,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
@@ -220,10 +221,12 @@ async def test_a_database_outage_between_send_and_record_repeats_no_send(
             await asyncio.sleep(0.5)  # the worker fails to record, and keeps trying
             assert (await rows(direct))["through-an-outage"].state == "sending"
             await proxy.start()
-            await eventually(lambda: all_in_state(direct, "sent", 1), timeout_s=4)
-            await asyncio.sleep(5.5)  # past the lease: an unrecorded send would go again
+            await eventually(lambda: all_in_state(direct, "sent", 1), timeout_s=6)
+            # Past the lease: an unrecorded send would go again by then.
+            lease_ends = server.requests[0].received_at + through_proxy.delivery_lease_s
+            await asyncio.sleep(lease_ends + 0.5 - time.monotonic())
             row = (await rows(direct))["through-an-outage"]
     finally:
         await proxy.close()
-    assert len(server.requests) == 1
-    assert (row.attempts, row.result) == (1, {"message_id": "msg-1"})
+    assert len(server.requests) == 1, server.keys()
+    assert (row.attempts, row.result) == (1, {"message_id": "msg-1"}), row

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -88,6 +89,12 @@ class Claim:
     delivery: Delivery
     abandoned: bool
     """Its last attempt's worker stopped mid-send and it has no attempts left: give up."""
+    lease_ends: float
+    """When the lease ends at the latest, on this process's monotonic clock."""
+
+
+class _HandlerFailed(Exception):
+    """The outcome handler raised (the cause); its transaction rolled back."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,7 @@ class DeliveryWorker:
             )
             .returning(*delivery.c, due.c.was, due.c.abandoned)
         )
+        lease_ends = time.monotonic() + self.settings.delivery_lease_s  # before the claim
         async with self.sessions() as session, session.begin():
             rows = (await session.execute(stmt)).all()
         claims = []
@@ -253,6 +261,7 @@ class DeliveryWorker:
                         created_at=row.created_at,
                     ),
                     abandoned=bool(row.abandoned),
+                    lease_ends=lease_ends,
                 )
             )
         return claims
@@ -271,7 +280,7 @@ class DeliveryWorker:
                 )
             else:
                 outcome = await self._send(item)
-            await self._record(item, outcome)
+            await self._record(claim, outcome)
         except Exception:
             log.exception("delivery %s (%s) could not be handled", item.id, item.channel)
         finally:
@@ -302,8 +311,15 @@ class DeliveryWorker:
             return _Retry(error, delay_s)
         return Outcome(state="sent", attempts=item.attempt, result=_json_result(result))
 
-    async def _record(self, item: Delivery, outcome: Outcome | _Retry) -> None:
-        """Record `outcome` while the claim holds, retrying through database outages."""
+    async def _record(self, claim: Claim, outcome: Outcome | _Retry) -> None:
+        """Record `outcome` while the claim holds.
+
+        A failing outcome handler is retried, then left out (see `OUTCOME_HANDLER_TRIES`);
+        any other failure (the database unreachable, a connection lost) is retried until
+        the claim's lease has ended: past it, another worker may have sent again, and the
+        record is left to that attempt.
+        """
+        item = claim.delivery
         handler_failures = 0
         delay = self.settings.reconnect_min_s
         while True:
@@ -311,28 +327,39 @@ class DeliveryWorker:
             try:
                 await self._record_once(item, outcome, with_handler=with_handler)
                 return
-            except Exception as exc:
-                if not await is_database_outage(exc, self.sessions):
-                    if not with_handler:
-                        raise
+            except _HandlerFailed as failed:
+                cause = failed.__cause__ or failed
+                if await is_database_outage(cause, self.sessions):
+                    log.warning("database unreachable in the outcome handler of %s", item.id)
+                else:
                     handler_failures += 1
-                    log.exception(
-                        "recording delivery %s (%s) failed (%d of %d)",
+                    log.error(
+                        "outcome handler of delivery %s (%s) failed (%d of %d)",
                         item.id,
                         item.channel,
                         handler_failures,
                         OUTCOME_HANDLER_TRIES,
+                        exc_info=cause,
                     )
                     if handler_failures == OUTCOME_HANDLER_TRIES and isinstance(outcome, Outcome):
-                        lost = f"outcome handler failed: {error_text(exc)}"
+                        lost = f"outcome handler failed: {error_text(cause)}"
                         outcome = Outcome(
                             state=outcome.state,
                             attempts=outcome.attempts,
                             result=outcome.result,
                             error=f"{outcome.error}; {lost}" if outcome.error else lost,
                         )
-                else:
-                    log.warning("database unreachable recording delivery %s; retrying", item.id)
+            except Exception as exc:
+                if time.monotonic() > claim.lease_ends:
+                    log.error(
+                        "could not record delivery %s (%s) before its claim expired (%s);"
+                        " it may be sent again",
+                        item.id,
+                        item.channel,
+                        error_text(exc),
+                    )
+                    return
+                log.warning("recording delivery %s failed (%s); retrying", item.id, error_text(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
@@ -370,5 +397,8 @@ class DeliveryWorker:
                 return
             handler = self.outcomes.get(item.channel)
             if with_handler and handler is not None and isinstance(outcome, Outcome):
-                await handler(session, item, outcome)
+                try:
+                    await handler(session, item, outcome)
+                except Exception as exc:
+                    raise _HandlerFailed from exc
         metrics.DELIVERIES.labels(self.settings.service_name, item.channel, label).inc()
