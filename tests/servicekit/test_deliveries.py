@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.deliveries import Delivery, Outcome, delivery_backlog, enqueue
@@ -143,3 +144,28 @@ async def test_the_backlog_figure_counts_deliveries_due_and_unsent(env: Throwawa
     assert sample.body["deliveries"]["due"] == 3
     labels = {"service": "test", "figure": "deliveries", "field": "due"}
     assert REGISTRY.get_sample_value("klaxon_figure", labels) == 3
+
+
+async def test_old_sent_and_failed_deliveries_are_pruned_and_the_rest_kept(env: Throwaway) -> None:
+    settings = await _settings(env, delivery_retention_s=3600.0)
+    async with running(settings) as runtime:
+        async with runtime.sessions() as session, session.begin():
+            for key in ("old-sent", "old-failed", "old-queued", "new-sent"):
+                await enqueue(session, channel=CHANNEL, dedupe_key=key, payload={})
+            await session.execute(
+                text(
+                    "UPDATE delivery SET state = split_part(dedupe_key, '-', 2)"
+                    " WHERE dedupe_key <> 'old-queued'"
+                )
+            )
+            await session.execute(
+                text(
+                    "UPDATE delivery SET created_at = now() - interval '2 hours'"
+                    " WHERE dedupe_key LIKE 'old-%'"
+                )
+            )
+        pruned = await runtime.prune(
+            "sent and failed deliveries", runtime.prunes["sent and failed deliveries"]
+        )
+        assert pruned == 2
+        assert sorted(await rows(runtime)) == ["new-sent", "old-queued"]
