@@ -60,3 +60,25 @@ async def test_a_deadline_started_before_a_restart_fires_after_it(env: Throwaway
         async with running_statuspage(env, **fast):
             overdue = await next_event(events, "statuspage.update_overdue")
             assert overdue.payload["ticket_id"] == str(ticket.ticket_id)
+
+
+async def test_health_reports_the_page_cache_and_the_watched_promises(env: Throwaway) -> None:
+    async with running_statuspage(env) as statuspage:
+        await statuspage.page()
+        await inject(env, critical_ticket(), producer="intake")
+
+        async def watching() -> bool:
+            return bool(await statuspage.get("/v1/pages/canvas/deadlines"))
+
+        await eventually(watching)
+        assert (await statuspage.public("canvas/")).status_code == 200
+
+        async def reported() -> bool:
+            health = (await statuspage.client.get("/health")).json()
+            return bool(
+                health["deadlines"] == {"watching": 1, "overdue": 0}
+                and health["page_cache"]["pages"] == 1
+                and health["page_cache"]["pages_rendered"] == 1
+            )
+
+        await eventually(reported, timeout_s=10)

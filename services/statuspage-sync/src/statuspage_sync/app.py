@@ -1,7 +1,11 @@
 """The statuspage-sync service's FastAPI app: the admin API under ``/v1`` and the public
 status pages under ``/status/<slug>/`` (served from memory, see `statuspage_sync.cache`)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.api_openapi import install_openapi
 from servicekit.runtime import Runtime, create_service_app
@@ -31,6 +35,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def follow_versions(runtime: Runtime) -> None:
         await cache.follow(runtime)
 
+    async def page_cache_figure(_: AsyncSession) -> Mapping[str, Any]:
+        return {
+            "pages": len(cache.versions),
+            "pages_rendered": len(cache.entries),
+            "renders": cache.renders,
+        }
+
     app = create_service_app(
         settings,
         title="Klaxon statuspage-sync",
@@ -41,6 +52,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             **maintenance.make_timer_handlers(settings),
         },
         loops={"page versions": follow_versions},
+        figures={"page_cache": page_cache_figure, "deadlines": deadlines.figure},
         description=DESCRIPTION,
     )
     app.state.page_cache = cache

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, any_, literal, select, update
+from sqlalchemy import String, any_, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -241,6 +241,15 @@ def _message(row: Any) -> str:
         f"{row.started_at:%H:%M} UTC. Post a notice on the {row.slug} status page before "
         f"{row.due_at:%H:%M} UTC: the reporter was promised one within 30 minutes."
     )
+
+
+async def figure(session: AsyncSession) -> dict[str, Any]:
+    """For ``/health``: promises being watched now, and how many were ever broken."""
+    watching = await session.scalar(select(func.count()).where(*_OPEN).select_from(deadline))
+    broken = await session.scalar(
+        select(func.count()).where(deadline.c.expired_at.is_not(None)).select_from(deadline)
+    )
+    return {"watching": int(watching or 0), "overdue": int(broken or 0)}
 
 
 def make_timer_handlers(settings: Settings) -> dict[str, timers.TimerHandler]:
