@@ -33,7 +33,8 @@ DESCRIPTION = (
     " (scopes monitors:read, monitors:write) on every /v1 call except heartbeat pings."
 )
 
-ROLLUP_INTERVAL_S = 300.0
+ROLLUP_INTERVAL_S = 600.0
+"""How often each replica rolls up the results of the current and the previous hour."""
 
 
 @contextlib.asynccontextmanager

@@ -137,11 +137,11 @@ _ROLLUP_DAYS = text(
 
 
 async def roll_up(session: AsyncSession, now_s: int | None = None) -> None:
-    """Roll up the last two complete hours and the current one, and their days
-    (idempotent: every replica may run it)."""
+    """Roll up the previous hour and the current one so far, and their days (idempotent:
+    every replica may run it; the rollup loop runs it more than once an hour)."""
     now_s = int(time.time()) if now_s is None else now_s
     hour = now_s - now_s % 3600
-    await session.execute(_ROLLUP_HOURS, {"since": hour - 2 * 3600, "until": now_s + 1})
+    await session.execute(_ROLLUP_HOURS, {"since": hour - 3600, "until": now_s + 1})
     day = now_s - now_s % 86400
     await session.execute(_ROLLUP_DAYS, {"since": day - 86400})
 

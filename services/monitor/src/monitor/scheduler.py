@@ -106,6 +106,8 @@ _ENSURE = text(
     FROM monitor m
     WHERE NOT m.paused AND m.kind <> 'heartbeat'
       AND (cardinality(m.regions) = 0 OR CAST(:region AS varchar) = ANY(m.regions))
+      AND NOT EXISTS (SELECT 1 FROM check_state c
+                      WHERE c.monitor_id = m.id AND c.region = CAST(:region AS varchar))
     ON CONFLICT DO NOTHING
     """
 )
