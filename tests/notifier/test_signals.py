@@ -219,4 +219,5 @@ async def test_due_soon_reminds_whoever_acknowledged(
     await asyncio.sleep(0.5)
     (mail,) = smtp.to("bob@ops.example")
     assert "20 minutes after a CRITICAL report" in mail.text()
+    assert "http://notifier/v1/links/" in mail.text()
     assert len(smtp.to("alice@ops.example")) == 1

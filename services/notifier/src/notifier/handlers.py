@@ -303,6 +303,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             settings,
             row,
             to=who.email,
+            person_id=who.id,
             person_name=who.name,
             key=f"due-soon:{payload.deadline_id}:{payload.reason}",
             message=payload.message,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, any_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier import emails
+from notifier import emails, links
 from notifier.models import page_ticket, status_page_link
 from notifier.settings import Settings
 from servicekit.deliveries import enqueue
@@ -141,6 +141,7 @@ async def remind_engineer(
     page_row: Row[Any],
     *,
     to: str,
+    person_id: uuid.UUID,
     person_name: str,
     key: str,
     message: str,
@@ -163,6 +164,12 @@ async def remind_engineer(
             "product_name": page_row.product_name,
             "due_at": emails.fmt_time(due_at),
             "status_page_url": status_page_url or settings.default_status_page_url,
+            "ack_url": links.action_url(
+                settings, page_id=page_row.id, action="acknowledge", person_id=person_id
+            ),
+            "resolve_url": links.action_url(
+                settings, page_id=page_row.id, action="resolve", person_id=person_id
+            ),
         },
         meta={"purpose": "due_soon", "page_id": str(page_row.id), "person_name": person_name},
     )
