@@ -138,14 +138,15 @@ async def declare_service_queue(
     """
     dead = topology.dead_letter_name(service, prefix=prefix)
     name = topology.service_queue(service, prefix=prefix)
+    # Where it dead-letters to first, so nothing is dead-lettered into nothing.
     await declare_queue_as_it_is(connection, dead, {"x-queue-type": "quorum"})
-    await declare_queue_as_it_is(connection, name, service_queue_arguments(service, prefix=prefix))
     async with await connection.channel() as channel:
         dead_exchange = await channel.declare_exchange(
             dead, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        dead_queue = await channel.get_queue(dead, ensure=False)
-        await dead_queue.bind(dead_exchange)
+        await (await channel.get_queue(dead, ensure=False)).bind(dead_exchange)
+    await declare_queue_as_it_is(connection, name, service_queue_arguments(service, prefix=prefix))
+    async with await connection.channel() as channel:
         queue = await channel.get_queue(name, ensure=False)
         for key in sorted(set(routing_keys)):
             await queue.bind(exchange, routing_key=key)
