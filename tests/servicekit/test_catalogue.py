@@ -145,7 +145,7 @@ async def test_migrate_asks_intake_for_the_catalogue_while_the_copy_is_empty(
 
         async def waits_for_intake() -> bool:
             queue = await channel.declare_queue(intake_queue, passive=True)
-            return queue.declaration_result.message_count == 1
+            return (queue.declaration_result.message_count or 0) >= 1
 
         await eventually(waits_for_intake)
         message = await (await channel.declare_queue(intake_queue, passive=True)).get(no_ack=True)

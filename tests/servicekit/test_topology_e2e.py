@@ -49,7 +49,7 @@ async def test_a_critical_ticket_filed_before_the_notifier_ever_started_is_paged
     async with running_intake(env) as intake:
         filed = await intake.file(severity="critical")
         await eventually(lambda: _published(intake.runtime))
-    assert await _waiting(topology.service_queue("notifier", prefix=env.prefix)) == 1
+    assert await _waiting(topology.service_queue("notifier", prefix=env.prefix)) >= 1
 
     async with running_notifier(env, smtp, provision=False) as notifier:
         await smtp.wait_for(1, address="alice@ops.example")
