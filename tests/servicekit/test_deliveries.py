@@ -5,21 +5,26 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import httpx
+from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.deliveries import Delivery, Outcome, delivery_backlog, enqueue
+from servicekit.deliveries import Delivery, Outcome, Sender, delivery_backlog, enqueue
+from servicekit.runtime import Runtime, create_service_app
 from servicekit.settings import ServiceSettings
 from tests.harness import Throwaway, eventually
 from tests.servicekit.deliveries_support import (
     CHANNEL,
     all_in_state,
     delivering,
+    listening,
     outbox_subjects,
     publish_outcome,
     recorder,
     rows,
+    webhook_sender,
 )
 from tests.servicekit.helpers import prepared, running
 
@@ -169,3 +174,32 @@ async def test_old_sent_and_failed_deliveries_are_pruned_and_the_rest_kept(env: 
         )
         assert pruned == 2
         assert sorted(await rows(runtime)) == ["new-sent", "old-queued"]
+
+
+async def test_a_service_app_sends_through_a_client_its_runtime_opened(env: Throwaway) -> None:
+    """``create_service_app(senders=..., delivery_outcomes=...)``: the sender is built from the
+    runtime once its resources are open, and the outcome handler is the channel's."""
+    settings = await _settings(env)
+
+    def http_client(_: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient()
+
+    def sender(runtime: Runtime) -> Sender:
+        return webhook_sender(runtime.resources["http"], server.url)
+
+    async with recorder() as server:
+        app = create_service_app(
+            settings,
+            title="deliveries",
+            resources={"http": http_client},
+            senders={CHANNEL: sender},
+            delivery_outcomes={CHANNEL: publish_outcome},
+        )
+        async with LifespanManager(app):
+            runtime: Runtime = app.state.runtime
+            await listening(runtime)
+            async with runtime.sessions() as session, session.begin():
+                await enqueue(session, channel=CHANNEL, dedupe_key="from-the-app", payload={})
+            await eventually(lambda: all_in_state(runtime, "sent", 1))
+            assert await outbox_subjects(runtime) == ["sent:from-the-app"]
+    assert server.keys() == ["from-the-app"]
