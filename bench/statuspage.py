@@ -64,9 +64,9 @@ types = {"/summary.json": b"application/json", "/index.html": b"text/html; chars
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = bodies[scope["path"]]
+    body = bodies.get(scope["path"], b"")
     await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", types[scope["path"]]), (b"content-length", str(len(body)).encode())]})
+        (b"content-type", types.get(scope["path"], b"text/plain")), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False)
 """
@@ -234,6 +234,19 @@ async def visible_after(
         await connection.close()
 
 
+@contextlib.asynccontextmanager
+async def serve_baseline(summary: bytes, html: bytes) -> AsyncIterator[int]:
+    """The minimal ASGI app serving `summary` and `html` from memory; yields its port."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary_file, html_file = Path(tmp, "summary.json"), Path(tmp, "index.html")
+        await asyncio.to_thread(summary_file.write_bytes, summary)
+        await asyncio.to_thread(html_file.write_bytes, html)
+        port = _free_port()
+        args = [sys.executable, "-c", BASELINE, str(port), str(summary_file), str(html_file)]
+        async with process(args, dict(os.environ), port):
+            yield port
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     duration = 4.0 if args.quick else 15.0
     rounds = 1 if args.quick else 3
@@ -298,41 +311,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(3 if args.quick else 10)
             ]
             figures: dict[str, list[dict[str, float]]] = {"summary": [], "html": []}
+            baseline: dict[str, list[dict[str, float]]] = {"summary": [], "html": []}
+            paths = {
+                "summary": ("/status/bench/api/v2/summary.json", "/summary.json"),
+                "html": ("/status/bench/", "/index.html"),
+            }
             churner = asyncio.create_task(churn(exchange, monitors[1:], args.churn))
             try:
-                for _ in range(rounds):
-                    figures["summary"].append(
-                        await herd(
-                            port, "/status/bench/api/v2/summary.json", args.clients, duration
-                        )
-                    )
-                    figures["html"].append(
-                        await herd(port, "/status/bench/", args.clients, duration)
-                    )
+                async with serve_baseline(summary_bytes, html_bytes) as base_port:
+                    # Interleaved, with the churn going on throughout: both servers share
+                    # the machine with the same background work (the service's event
+                    # handling, Postgres, RabbitMQ).
+                    for _ in range(rounds):
+                        for name, (mine, theirs) in paths.items():
+                            figures[name].append(await herd(port, mine, args.clients, duration))
+                            baseline[name].append(
+                                await herd(base_port, theirs, args.clients, duration)
+                            )
             finally:
                 churner.cancel()
-        with tempfile.TemporaryDirectory() as tmp:
-            summary_file, html_file = Path(tmp, "summary.json"), Path(tmp, "index.html")
-            await asyncio.to_thread(summary_file.write_bytes, summary_bytes)
-            await asyncio.to_thread(html_file.write_bytes, html_bytes)
-            base_port = _free_port()
-            baseline_args = [
-                sys.executable,
-                "-c",
-                BASELINE,
-                str(base_port),
-                str(summary_file),
-                str(html_file),
-            ]
-            baseline: dict[str, list[dict[str, float]]] = {"summary": [], "html": []}
-            async with process(baseline_args, dict(os.environ), base_port):
-                for _ in range(rounds):
-                    baseline["summary"].append(
-                        await herd(base_port, "/summary.json", args.clients, duration)
-                    )
-                    baseline["html"].append(
-                        await herd(base_port, "/index.html", args.clients, duration)
-                    )
 
     def median(rows: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(row[key] for row in rows), 2)

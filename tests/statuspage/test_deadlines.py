@@ -137,3 +137,49 @@ async def test_a_notice_with_an_eta_stops_the_eta_reminder(env: Throwaway) -> No
         )
         await asyncio.sleep(2.5)
         assert events.empty()
+
+
+async def test_a_report_watched_on_two_pages_is_reminded_and_escalated_once(
+    env: Throwaway,
+) -> None:
+    async with (
+        running_statuspage(env, **FAST) as statuspage,
+        listening(env, "statuspage.update_due_soon", "statuspage.update_overdue") as events,
+    ):
+        await statuspage.page()
+        await statuspage.page(slug="everything", title="All products")
+        await inject(env, critical_ticket(), producer="intake")
+        await next_event(events, "statuspage.update_due_soon")
+        await next_event(events, "statuspage.update_overdue")
+        await asyncio.sleep(1.5)
+        assert events.empty()
+        for slug in ("canvas", "everything"):
+            (watched,) = await statuspage.get(f"/v1/pages/{slug}/deadlines")
+            assert watched["state"] == "expired"
+
+
+async def test_a_notice_on_one_of_the_pages_keeps_the_promise_on_every_page(
+    env: Throwaway,
+) -> None:
+    async with (
+        running_statuspage(env, **FAST) as statuspage,
+        listening(env, "statuspage.update_due_soon", "statuspage.update_overdue") as events,
+    ):
+        await statuspage.page()
+        await statuspage.page(slug="everything", title="All products")
+        await inject(env, critical_ticket(), producer="intake")
+
+        async def watched_on_both() -> bool:
+            pages = [
+                await statuspage.get(f"/v1/pages/{s}/deadlines") for s in ("canvas", "everything")
+            ]
+            return all(pages)
+
+        await eventually(watched_on_both)
+        await statuspage.post(
+            "/v1/pages/everything/incidents", {"name": "Canvas errors", "body": "Looking."}
+        )
+        await asyncio.sleep(2.5)
+        assert events.empty()
+        (kept,) = await statuspage.get("/v1/pages/canvas/deadlines")
+        assert kept["state"] == "cleared"

@@ -166,23 +166,30 @@ async def on_notice(
     has_eta: bool,
     resolved: bool,
 ) -> None:
-    """A person posted a notice: it keeps the page's report promises made before it, and
-    the incident's ETA promise if it carries an ETA or resolves the incident."""
-    reports = await session.scalars(
-        select(deadline.c.id).where(
+    """A person posted a notice: it keeps the report promises made before it on this page
+    (and the same reports' promises on other pages covering the product), and the
+    incident's ETA promise if it carries an ETA or resolves the incident."""
+    tickets = await session.scalars(
+        select(deadline.c.ticket_id).where(
             deadline.c.status_page_id == page_id,
             deadline.c.kind == DueReason.NO_UPDATE_AFTER_REPORT.value,
             deadline.c.started_at <= posted_at,
             *_OPEN,
         )
     )
-    ids = list(reports)
+    ids = await _lock(session, deadline.c.ticket_id.in_(list(tickets)))
     if has_eta or resolved:
-        eta = await session.scalars(
-            select(deadline.c.id).where(deadline.c.incident_id == incident_id, *_OPEN)
-        )
-        ids.extend(eta)
+        ids.extend(await _lock(session, deadline.c.incident_id == incident_id))
     await _clear(session, ids, by=notice_id, at=posted_at)
+
+
+async def _lock(session: AsyncSession, condition: Any) -> list[uuid.UUID]:
+    """Lock the open deadlines matching `condition` in id order (as the timers do, so two
+    lockers never wait for each other crosswise); their ids."""
+    rows = await session.scalars(
+        select(deadline.c.id).where(condition, *_OPEN).order_by(deadline.c.id).with_for_update()
+    )
+    return list(rows)
 
 
 async def on_resolved(session: AsyncSession, *, incident_id: uuid.UUID, at: datetime) -> None:
@@ -218,7 +225,19 @@ async def acknowledged(
 
 
 async def _locked(session: AsyncSession, timer: DueTimer) -> Any:
+    """The timer's deadline, if still open, with every deadline of the same report locked:
+    a report watched on several pages is reminded and escalated once."""
     deadline_id = uuid.UUID(timer.payload["deadline_id"])
+    ticket_id = await session.scalar(
+        select(deadline.c.ticket_id).where(deadline.c.id == deadline_id)
+    )
+    if ticket_id is not None:
+        await session.execute(
+            select(deadline.c.id)
+            .where(deadline.c.ticket_id == ticket_id)
+            .order_by(deadline.c.id)
+            .with_for_update()
+        )
     return (
         await session.execute(
             select(deadline, status_page.c.slug)
@@ -227,6 +246,18 @@ async def _locked(session: AsyncSession, timer: DueTimer) -> Any:
             .with_for_update(of=deadline)
         )
     ).first()
+
+
+async def _sibling_did(session: AsyncSession, row: Any, column: Any) -> bool:
+    """True if the same report's deadline on another page already fired this way."""
+    if row.ticket_id is None:
+        return False
+    found = await session.scalar(
+        select(deadline.c.id).where(
+            deadline.c.ticket_id == row.ticket_id, deadline.c.id != row.id, column.is_not(None)
+        )
+    )
+    return found is not None
 
 
 def _message(row: Any) -> str:
@@ -263,6 +294,8 @@ def make_timer_handlers(settings: Settings) -> dict[str, timers.TimerHandler]:
         await session.execute(
             update(deadline).where(deadline.c.id == row.id).values(reminded_at=datetime.now(UTC))
         )
+        if await _sibling_did(session, row, deadline.c.reminded_at):
+            return
         reporter = (
             Person(name=row.reporter_name, email=row.reporter_email)
             if row.reporter_name and row.reporter_email
@@ -296,6 +329,8 @@ def make_timer_handlers(settings: Settings) -> dict[str, timers.TimerHandler]:
             update(deadline).where(deadline.c.id == row.id).values(expired_at=datetime.now(UTC))
         )
         await timers.cancel(session, kind=REMIND, key=str(row.id))
+        if await _sibling_did(session, row, deadline.c.expired_at):
+            return
         await publish(
             session,
             StatusUpdateOverdue(
