@@ -142,7 +142,7 @@ async def test_results_are_pruned_after_retention_and_rolled_up(
         await session.execute(
             text(
                 "INSERT INTO check_result (monitor_key, at_s, latency_ms, region_key, outcome)"
-                " SELECT key, extract(epoch FROM now())::int, 5, 1, 0 FROM monitor"
+                " SELECT key, floor(extract(epoch FROM now()))::int - 1, 5, 1, 0 FROM monitor"
             )
         )
         await roll_up(session)
@@ -154,3 +154,33 @@ async def test_results_are_pruned_after_retention_and_rolled_up(
     assert left[0][0] == 0
     hourly = await service.sql("SELECT sum(checks) FROM rollup_hourly")
     assert hourly[0][0] >= 1
+
+
+async def test_a_product_announced_by_intake_can_be_monitored(
+    service: Monitor, target: HttpTarget, env: Throwaway
+) -> None:
+    from datetime import UTC, datetime
+
+    from contracts.products import ProductChanged
+    from servicekit.catalogue import product_exists
+    from tests.harness import wait_connected
+    from tests.intake.helpers import inject
+
+    body = {"name": "new", "product": "new-product", "url": target.url}
+    refused = await service.client.post("/v1/monitors", json=body, headers=service.auth())
+    assert refused.status_code == 422
+    await wait_connected(service.runtime)
+    await inject(
+        env,
+        ProductChanged(
+            slug="new-product", name="New Product", active=True, changed_at=datetime.now(UTC)
+        ),
+        producer="intake",
+    )
+
+    async def known() -> bool:
+        async with service.runtime.sessions() as session:
+            return await product_exists(session, "new-product")
+
+    await eventually(known, timeout_s=10)
+    await service.create(**body)
