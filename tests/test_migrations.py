@@ -114,7 +114,9 @@ async def test_concurrent_upgrades_apply_each_revision_once(env: Throwaway, tmp_
         # Hold the migration lock until every replica queues behind it, so each
         # hand-over happens while the previous one is still committing.
         await admin.execute("SELECT pg_advisory_lock(hashtext('migrate:svc'))")
-        replicas = [asyncio.create_task(upgrade(settings, scripts, with_plumbing=False)) for _ in range(3)]
+        replicas = [
+            asyncio.create_task(upgrade(settings, scripts, with_plumbing=False)) for _ in range(3)
+        ]
 
         async def all_queued() -> bool:
             waiting = await admin.fetchval(
