@@ -69,6 +69,16 @@ async def _add_ticket(
     return result.first() is not None
 
 
+async def _fill_number(session: AsyncSession, ticket: TicketFiled) -> None:
+    """Complete a ticket grouped before its ``ticket.filed`` arrived (from its overdue
+    deadline, which does not carry the number)."""
+    await session.execute(
+        update(page_ticket)
+        .where(page_ticket.c.ticket_id == ticket.ticket_id, page_ticket.c.number == "")
+        .values(number=ticket.number, subject=ticket.subject[:300])
+    )
+
+
 def make_handlers(settings: Settings) -> dict[str, Handler]:
     """The notifier's event handlers, bound to its settings."""
 
@@ -83,11 +93,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             select(page_ticket.c.page_id).where(page_ticket.c.ticket_id == payload.ticket_id)
         )
         if known is not None:  # already grouped (its overdue deadline may have come first)
-            await session.execute(
-                update(page_ticket)
-                .where(page_ticket.c.ticket_id == payload.ticket_id, page_ticket.c.number == "")
-                .values(number=payload.number, subject=payload.subject[:300])
-            )
+            await _fill_number(session, payload)
             return
         row = await paging.open_monitor_page(session, payload.product.slug)
         opened = False
@@ -100,7 +106,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
                 summary=f"CRITICAL ticket {payload.number}: {payload.subject}",
                 urgency=Urgency.HIGH,
             )
-        await _add_ticket(
+        added = await _add_ticket(
             session,
             row.id,
             ticket_id=payload.ticket_id,
@@ -109,6 +115,10 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             subject=payload.subject,
             filed_at=payload.filed_at,
         )
+        if not added:  # grouped meanwhile by a concurrent overdue deadline
+            await _fill_number(session, payload)
+            if not opened:
+                return
         if opened:
             await paging.start(
                 session, settings, row, causation=envelope, ticket_ids=(payload.ticket_id,)
@@ -243,7 +253,16 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
                 await paging.start(
                     session, settings, row, causation=envelope, ticket_ids=(payload.ticket_id,)
                 )
-            page_id = row.id
+            # The ticket's own page: this one, or the one its ticket.filed (handled
+            # meanwhile) grouped it into.
+            page_id = (
+                await session.scalar(
+                    select(page_ticket.c.page_id).where(
+                        page_ticket.c.ticket_id == payload.ticket_id
+                    )
+                )
+                or row.id
+            )
         minutes = settings.status_update_promise_min
         await paging.escalate(
             session,
