@@ -8,13 +8,13 @@ the message is returned to the queue; once it has failed
 ``consumer_delivery_limit`` + 1 deliveries (RabbitMQ's ``x-delivery-limit`` meaning, counted
 from the quorum queue's ``x-delivery-count`` header) the consumer dead-letters it. The limit
 is enforced here, not as a queue argument, so changing it never stops a consumer (see
-`servicekit.bus`). A database outage is not the message's
-fault: the consumer holds the message (unacked) and retries with backoff until
-the database answers, without spending its deliveries. A message that is not a valid envelope,
-has an unknown type or version or a payload that does not parse goes straight to the
-dead-letter queue. Nothing a message contains can stop the consumer. A payload of an older
-version is upcast (`contracts.registry.Registry`): a handler always gets the current
-version; the envelope it gets is the one received.
+`servicekit.bus`). A database outage is not the message's fault: the consumer holds
+the message (unacked) and retries with backoff until the database answers, without
+spending its deliveries. A message that is not a valid envelope, has an unknown type or
+version, or a payload that does not parse or that its upcaster fails on, goes straight to
+the dead-letter queue. Nothing a message contains can stop the consumer. A payload of an
+older version is upcast (`contracts.registry.Registry`): a handler always gets the
+current version; the envelope it gets is the one received.
 
 Under load, messages that are already waiting are handled together in one
 transaction (up to ``consumer_batch_size``), so one commit (one fsync) serves
@@ -42,7 +42,6 @@ from datetime import timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
-from pydantic import ValidationError
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -220,11 +219,13 @@ class Consumer:
             if handler is None:
                 raise UnknownEventType(f"{self.service} has no handler for {envelope.type!r}")
             payload = parse_payload(envelope, self.registry)
-        except (ValidationError, UnknownEventType, ValueError) as exc:
+        except Exception as exc:  # parsing is pure: whatever it raises is this message's fault
+            # (ValidationError, UnknownEventType, ValueError, or an upcaster that fails on it)
             log.error(
-                "dead-lettering unparseable message %s: %s",
+                "dead-lettering unparseable message %s: %s: %s",
                 message.message_id,
-                str(exc).splitlines()[0],
+                type(exc).__name__,
+                next(iter(str(exc).splitlines()), ""),
                 extra={"routing_key": message.routing_key},
             )
             metrics.EVENTS_CONSUMED.labels(
