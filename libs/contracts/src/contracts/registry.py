@@ -142,8 +142,9 @@ class Registry:
                 )
 
     def parse(self, envelope: Envelope) -> EventPayload:
-        """The envelope's payload, as the newest version; raises `UnknownEventType` or
-        pydantic's ValidationError."""
+        """The envelope's payload, as the newest version; raises `UnknownEventType`,
+        pydantic's ValidationError, TypeError (an upcaster returned another version) or
+        whatever an upcaster raises."""
         model = self.model(envelope.type, envelope.version)
         return self.upcast(model.model_validate(envelope.payload, strict=False))
 
