@@ -127,3 +127,20 @@ async def test_ical_feeds_and_gap_warnings(service: Notifier) -> None:
     assert any("Silent has no usable contact method" in w for w in warnings)
     health = await service.client.get("/health")
     assert "oncall_warnings" in health.text
+
+
+async def test_shifts_are_listed_and_a_bad_window_is_a_422(service: Notifier) -> None:
+    alice = await service.person("Alice", "alice@ops.example")
+    bob = await service.person("Bob", "bob@ops.example")
+    schedule = await service.weekly_schedule(alice, bob, shift_unit="days")
+    shifts = await service.get(
+        f"/v1/schedules/{schedule}/shifts", start="2026-03-01T00:00:00Z", end="2026-03-04T00:00:00Z"
+    )
+    assert [s["person_name"] for s in shifts] == ["Alice", "Bob", "Alice", "Bob"]
+    bad = await service.client.get(
+        f"/v1/schedules/{schedule}/shifts",
+        params={"start": "2026-03-04T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+        headers=service.auth,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "end"

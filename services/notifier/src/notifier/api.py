@@ -11,7 +11,7 @@ from notifier.api_deps import ERRORS, Reader, SettingsDep, Writer, body
 from servicekit.api import UtcDatetime, json_body
 from servicekit.api_openapi import error_responses
 from servicekit.deps import SessionDep, commit
-from servicekit.problems import Problem
+from servicekit.problems import Unprocessable
 
 router = APIRouter(prefix="/v1")
 Id = uuid.UUID
@@ -148,7 +148,7 @@ async def list_shifts(
 ) -> list[schemas.Shift]:
     """Who is on call, shift by shift, over [start, end) (at most 92 days)."""
     if end <= start or (end - start).days > 92:
-        raise Problem("end must be after start, at most 92 days later")
+        raise Unprocessable("end", "must be after start, at most 92 days later")
     found = await coverage.shifts(session, schedule_id, start, end)
     names = await coverage.names(session)
     return [
