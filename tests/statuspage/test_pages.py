@@ -31,9 +31,12 @@ async def test_a_pages_url_and_products_are_published_whenever_they_change(
         assert changed.payload["changed_at"] > created.payload["changed_at"]
 
         response = await statuspage.client.patch(
-            "/v1/pages/canvas", json={"time_zone": "Europe/Paris"}, headers=statuspage.auth()
+            "/v1/pages/canvas",
+            json={"time_zone": "Europe/Paris", "products": None},
+            headers=statuspage.auth(),
         )
         assert response.status_code == 200
+        assert response.json()["products"] == ["canvas-hosting", "atomic-apps"]
         renamed = await statuspage.client.patch(
             "/v1/pages/canvas", json={"slug": "canvas-status"}, headers=statuspage.auth()
         )

@@ -117,14 +117,24 @@ async def test_responses_carry_etags_and_a_change_is_seen_by_every_replica(
 ) -> None:
     await statuspage.page()
     web = await statuspage.component()
-    first = await statuspage.public("canvas/api/v2/summary.json")
+    identity = {"Accept-Encoding": "identity"}
+    first = await statuspage.client.get("/status/canvas/api/v2/summary.json", headers=identity)
+    assert "content-encoding" not in first.headers
     etag = first.headers["etag"]
     assert first.headers["cache-control"] == "public, max-age=5"
     again = await statuspage.client.get(
-        "/status/canvas/api/v2/summary.json", headers={"If-None-Match": etag}
+        "/status/canvas/api/v2/summary.json", headers={**identity, "If-None-Match": etag}
     )
     assert again.status_code == 304
     assert again.content == b""
+
+    zipped = await statuspage.client.get(
+        "/status/canvas/api/v2/summary.json", headers={"Accept-Encoding": "gzip"}
+    )
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert zipped.headers["etag"] != etag
+    assert zipped.json() == first.json()  # httpx decompresses
 
     cache = statuspage.app.state.page_cache
     renders = cache.renders
@@ -133,7 +143,8 @@ async def test_responses_carry_etags_and_a_change_is_seen_by_every_replica(
     assert cache.renders == renders  # served from memory: nothing changed
 
     async with running_statuspage(statuspage.env) as replica:
-        assert (await replica.public("canvas/api/v2/summary.json")).headers["etag"] == etag
+        same = await replica.client.get("/status/canvas/api/v2/summary.json", headers=identity)
+        assert same.headers["etag"] == etag
         await inject(statuspage.env, monitor_down(uuid.uuid4()), producer="monitor")
 
         async def replica_shows_outage() -> bool:
@@ -143,7 +154,7 @@ async def test_responses_carry_etags_and_a_change_is_seen_by_every_replica(
         await eventually(replica_shows_outage, timeout_s=5)
         assert await statuspage.component_status(web["id"]) == "major_outage"
     changed = await statuspage.client.get(
-        "/status/canvas/api/v2/summary.json", headers={"If-None-Match": etag}
+        "/status/canvas/api/v2/summary.json", headers={**identity, "If-None-Match": etag}
     )
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag

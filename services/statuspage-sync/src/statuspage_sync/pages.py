@@ -144,7 +144,7 @@ async def update_page(
 ) -> Any:
     """Change a page; its address and products are published again if they changed."""
     page = await get_page(session, slug, lock=True)
-    values = data.model_dump(exclude_unset=True)
+    values = data.model_dump(exclude_unset=True, exclude_none=True)
     if values.get("products") is not None:
         await _check_products(session, values["products"], "products")
         values["products"] = list(values["products"])

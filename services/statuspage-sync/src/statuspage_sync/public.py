@@ -65,20 +65,32 @@ class PublicPages:
 
     async def _serve(self, scope: Scope, send: Send, rendered: Rendered) -> None:
         max_age = self.cache.settings.cache_max_age_s
-        headers = [
-            (b"etag", rendered.etag.encode()),
-            (b"cache-control", f"public, max-age={max_age}".encode()),
-            (b"x-content-type-options", b"nosniff"),
-        ]
-        if rendered.media_type == "application/json":
-            headers.append((b"access-control-allow-origin", b"*"))
+        match: bytes | None = None
+        gzip_ok = False
         for name, value in scope["headers"]:
             if name == b"if-none-match":
-                tags = {tag.strip() for tag in value.decode("latin-1").split(",")}
-                if rendered.etag in tags or "*" in tags:
-                    await _send(send, 304, b"", None, headers, scope)
-                    return
-        await _send(send, 200, rendered.body, rendered.media_type, headers, scope)
+                match = value
+            elif name == b"accept-encoding":
+                gzip_ok = b"gzip" in value
+        body, etag = rendered.body, rendered.etag
+        if gzip_ok:
+            body, etag = rendered.gzipped, rendered.etag[:-1] + '-gz"'
+        headers = [
+            (b"etag", etag.encode()),
+            (b"cache-control", f"public, max-age={max_age}".encode()),
+            (b"vary", b"Accept-Encoding"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if gzip_ok:
+            headers.append((b"content-encoding", b"gzip"))
+        if rendered.media_type == "application/json":
+            headers.append((b"access-control-allow-origin", b"*"))
+        if match is not None:
+            tags = {tag.strip() for tag in match.decode("latin-1").split(",")}
+            if etag in tags or "*" in tags:
+                await _send(send, 304, b"", None, headers, scope)
+                return
+        await _send(send, 200, body, rendered.media_type, headers, scope)
 
 
 async def _send(
