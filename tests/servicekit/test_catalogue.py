@@ -2,11 +2,9 @@
 and a service with an empty copy asks intake for the whole catalogue at migrate."""
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aio_pika
-import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy import select
 
@@ -18,7 +16,7 @@ from servicekit.cli import migrate
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
 from servicekit.tables import catalogue_product, inbox_event, outbox_event
-from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
+from tests.harness import Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import MIGRATIONS, prepared, running
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -29,14 +27,6 @@ def _change(name: str, *, minutes: int, active: bool = True, slug: str = "canvas
         slug=slug, name=name, active=active, changed_at=T0 + timedelta(minutes=minutes)
     )
     return Envelope.wrap(payload, producer="intake")
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[AbstractChannel]:
-    """A plain channel on the real broker."""
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        yield await connection.channel()
 
 
 async def _apply(runtime: Runtime, *changes: Envelope) -> None:

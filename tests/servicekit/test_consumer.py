@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 import aio_pika
 import aiormq
@@ -27,14 +27,6 @@ from tests.servicekit.helpers import (
     running,
     ticket_filed,
 )
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[AbstractChannel]:
-    """A plain channel on the real broker, for publishing by hand."""
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        yield await connection.channel()
 
 
 async def _send(

@@ -9,16 +9,8 @@ from intake.__main__ import SERVICE as INTAKE
 from servicekit.auth import create_api_key
 from servicekit.db import create_engine, session_factory
 from tests.harness import Throwaway, eventually, service_settings, start_process, tap
+from tests.intake.helpers import ticket_body
 from tests.proxy import TcpProxy
-
-TICKET = {
-    "organization": "Acme Corp",
-    "reporter": {"name": "Ada Lovelace", "email": "ada@acme.example"},
-    "product": "canvas-hosting",
-    "severity": "critical",
-    "subject": "Every page returns 502",
-    "description": "Since 09:12 UTC the site is down.",
-}
 
 
 async def test_intake_stays_ready_and_files_tickets_while_the_broker_is_away(
@@ -50,7 +42,7 @@ async def test_intake_stays_ready_and_files_tickets_while_the_broker_is_away(
                 assert (await client.get("/readyz")).status_code == 200
                 await asyncio.sleep(0.2)
             filed = await client.post(
-                "/v1/tickets", json=TICKET, headers={"Authorization": f"Bearer {key}"}
+                "/v1/tickets", json=ticket_body(), headers={"Authorization": f"Bearer {key}"}
             )
             assert filed.status_code == 201, filed.text
             metrics = (await client.get("/metrics")).text

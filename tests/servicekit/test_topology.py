@@ -4,7 +4,7 @@ to the unrouted queue because its consumer has not started yet."""
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 import aio_pika
 import pytest
@@ -19,7 +19,7 @@ from servicekit.cli import migrate
 from servicekit.consumer import routing_keys
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
-from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
+from tests.harness import Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
     MIGRATIONS,
@@ -29,14 +29,6 @@ from tests.servicekit.helpers import (
     running,
     ticket_filed,
 )
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[AbstractChannel]:
-    """A plain channel on the real broker."""
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        yield await connection.channel()
 
 
 async def _ready(channel: AbstractChannel, queue: str) -> int:

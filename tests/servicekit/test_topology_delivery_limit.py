@@ -1,10 +1,7 @@
 """A changed delivery limit never stops a consumer: the limit is the consumer's, not an
 immutable queue argument, and a queue declared with the old argument is used as it is."""
 
-from collections.abc import AsyncIterator
-
 import aio_pika
-import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +9,7 @@ from contracts import Envelope, topology
 from contracts.intake import TicketFiled
 from servicekit.cli import migrate
 from servicekit.settings import ServiceSettings
-from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
+from tests.harness import Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
     MIGRATIONS,
@@ -22,14 +19,6 @@ from tests.servicekit.helpers import (
     running,
     ticket_filed,
 )
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[AbstractChannel]:
-    """A plain channel on the real broker."""
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        yield await connection.channel()
 
 
 async def _send(channel: AbstractChannel, settings: ServiceSettings, subject: str) -> Envelope:

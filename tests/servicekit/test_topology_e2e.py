@@ -2,10 +2,7 @@
 the notifier's consumer ever ran is paged as soon as the notifier starts, because migrate
 declared the notifier's queue and bindings."""
 
-from collections.abc import Iterator
-
 import aio_pika
-import pytest
 
 from contracts import topology
 from servicekit import outbox
@@ -17,17 +14,6 @@ from tests.notifier.helpers import MIGRATIONS, running_notifier
 from tests.smtp import SmtpServer
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    """A recording SMTP server on a free local port."""
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def _published(runtime: Runtime) -> bool:
     async with runtime.sessions() as session:
         unsent, _ = await outbox.backlog(session)
@@ -35,11 +21,11 @@ async def _published(runtime: Runtime) -> bool:
 
 
 async def test_a_critical_ticket_filed_before_the_notifier_ever_started_is_paged_when_it_starts(
-    env: Throwaway, smtp: SmtpServer
+    env: Throwaway, smtp_server: SmtpServer
 ) -> None:
     # The on-call set-up goes through the notifier's API with its consumer switched off:
     # no consumer of the notifier's has declared or bound anything.
-    async with running_notifier(env, smtp, consumer_enabled=False) as setup:
+    async with running_notifier(env, smtp_server, consumer_enabled=False) as setup:
         alice = await setup.person("Alice", "alice@ops.example")
         schedule = await setup.weekly_schedule(alice)
         await setup.policy(("schedule", schedule, 60))
@@ -51,11 +37,11 @@ async def test_a_critical_ticket_filed_before_the_notifier_ever_started_is_paged
         await eventually(lambda: _published(intake.runtime))
     assert await _waiting(topology.service_queue("notifier", prefix=env.prefix)) >= 1
 
-    async with running_notifier(env, smtp, provision=False) as notifier:
-        await smtp.wait_for(1, address="alice@ops.example")
+    async with running_notifier(env, smtp_server, provision=False) as notifier:
+        await smtp_server.wait_for(1, address="alice@ops.example")
         pages = await notifier.pages()
     assert len(pages) == 1
-    assert filed["number"] in smtp.to("alice@ops.example")[0].text()
+    assert filed["number"] in smtp_server.to("alice@ops.example")[0].text()
 
 
 async def _waiting(queue: str) -> int:
