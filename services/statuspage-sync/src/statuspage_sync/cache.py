@@ -120,7 +120,8 @@ class PageCache:
                 self._changed.set()
 
     async def _load_versions(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch("SELECT slug, version FROM status_page")
+        # Bounded: a connection gone silent raises here, and the loop reconnects.
+        rows = await conn.fetch("SELECT slug, version FROM status_page", timeout=READY_WAIT_S)
         fresh = {row["slug"]: int(row["version"]) for row in rows}
         self.versions = fresh
         for slug in [s for s in self.entries if s not in fresh]:
@@ -134,6 +135,7 @@ class PageCache:
         conn = await asyncpg.connect(
             asyncpg_dsn(settings.database_url),
             server_settings=server_settings(settings, role="pages"),
+            timeout=READY_WAIT_S,
         )
         refresher = asyncio.create_task(self._refresh_forever())
         try:
