@@ -293,7 +293,8 @@ class Relay:
         broker refuses (nack, return) goes back with its attempt counted (see the
         module docstring); a lost channel or confirms slower than
         ``relay_io_timeout_s`` fail the batch: it rolls back and is published
-        again; consumers dedupe. Returns how many rows were confirmed.
+        again; consumers dedupe. Returns how many rows it took (confirmed or put
+        back), so a full batch with a refusal in it is followed at once by the next.
         """
         async with db.transaction():
             claimed = await db.fetch(_CLAIM, self.settings.relay_batch_size)
@@ -334,9 +335,8 @@ class Relay:
                     refused.append((row, reason))
             if refused:
                 await self._put_back(db, refused)
-        published = len(rows) - len(refused)
-        metrics.EVENTS_PUBLISHED.labels(self.settings.service_name).inc(published)
-        return published
+        metrics.EVENTS_PUBLISHED.labels(self.settings.service_name).inc(len(rows) - len(refused))
+        return len(rows)
 
     async def _put_back(
         self, db: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]

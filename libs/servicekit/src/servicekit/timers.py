@@ -144,8 +144,10 @@ class TimerWorker:
 
     It keeps up to ``timer_concurrency`` handlers running and up to twice as many
     claimed timers waiting for a slot, claimed in batches of at least
-    ``timer_concurrency``, so the handlers do not wait for a claim's round trip. A waiting timer whose lease could run out
-    before its handler's timeout is handed back (made due again) instead of run.
+    ``timer_concurrency``, so the handlers do not wait for a claim's round trip. A
+    waiting timer whose lease could run out before its handler's timeout is handed
+    back (made due again) instead of run, and so is every waiting timer when the
+    worker stops.
     """
 
     def __init__(
@@ -233,10 +235,10 @@ class TimerWorker:
 
     async def _claim(self, limit: int) -> list[_Claim]:
         """Lease up to `limit` due timers, oldest due first, in one committed statement."""
+        claimed_at = time.monotonic()  # no later than the lease's start
         async with self.sessions() as session:
             connection = await session.connection(execution_options=_AUTOCOMMIT)
             rows = (await connection.execute(_CLAIM, {**self._claim_params, "limit": limit})).all()
-        claimed_at = time.monotonic()
         return [
             _Claim(
                 DueTimer(row.id, row.kind, row.key, row.was_due_at, row.payload, row.attempts),
