@@ -1,6 +1,5 @@
 """Maintenances move components at their window's start and end; bad input is a 422."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,9 +132,18 @@ async def test_keys_need_the_right_scope(statuspage: StatusPages) -> None:
 
 async def test_unknown_pages_and_files_are_the_same_404(statuspage: StatusPages) -> None:
     await statuspage.page()
-    await asyncio.sleep(0)
     missing = await statuspage.public("nope/api/v2/summary.json")
     unknown_file = await statuspage.public("canvas/api/v2/secrets.json")
     assert missing.status_code == unknown_file.status_code == 404
     assert missing.content == unknown_file.content
     assert b"canvas" not in missing.content
+
+    redirect = await statuspage.client.get("/status/canvas")
+    assert redirect.status_code == 308
+    assert redirect.headers["location"] == "/status/canvas/"
+    head = await statuspage.client.head("/status/canvas/api/v2/status.json")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    post = await statuspage.client.post("/status/canvas/api/v2/status.json")
+    assert post.status_code == 405
