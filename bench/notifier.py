@@ -313,6 +313,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with throwaway_database() as db_url:
             environment = await prepare_notifier(db_url, prefix, smtp_port, http_port)
+            environment.update(dict(item.split("=", 1) for item in args.env))
             connection = await aio_pika.connect(AMQP_URL)
             async with connection, notifier_process(environment, http_port) as pid:
                 channel = await connection.channel(publisher_confirms=True)
@@ -424,6 +425,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="tickets per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to publish")
     parser.add_argument("--debug", action="store_true", help="print a few arrivals")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KLAXON_X=value",
+        help="an extra setting for the notifier (repeatable), e.g. KLAXON_CONSUMER_WORKERS=1",
+    )
     parser.add_argument(
         "--drain-s", type=float, default=180.0, help="longest wait for the last emails"
     )
