@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.consumer import prune_inbox
+from servicekit.inbox import prune_inbox
 from servicekit.runtime import PRUNE_BATCH, STOP_TIMEOUT_S, Prune, Runtime
 from tests.harness import Throwaway, eventually
 from tests.servicekit.helpers import prepared

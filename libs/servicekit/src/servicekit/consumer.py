@@ -38,21 +38,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
-from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, UnknownEventType, parse_payload, topology
 from contracts.registry import REGISTRY, Registry
-from servicekit import bus, metrics
+from servicekit import bus, inbox, metrics
 from servicekit.db import is_database_outage
 from servicekit.logging import correlation_id
 from servicekit.reconnect import run_forever
 from servicekit.settings import ServiceSettings
-from servicekit.tables import inbox_event
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +105,6 @@ class Delivery:
 
 def _tag(message: AbstractIncomingMessage) -> int:
     return message.delivery_tag or 0  # None only for messages fetched with no_ack
-
-
-_RECORD = text(
-    "INSERT INTO inbox_event (event_id, event_type)"
-    " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS varchar[]))"
-    " ON CONFLICT DO NOTHING RETURNING event_id"
-)
-"""Record a batch's event ids; returns those not seen before. One statement, built once,
-whatever the batch size (a multi-row VALUES would be rebuilt for every batch)."""
 
 
 class Consumer:
@@ -299,7 +287,7 @@ class Consumer:
             "types": [d.envelope.type for d in batch],
         }
         async with self.sessions() as session, session.begin():
-            new = set((await session.scalars(_RECORD, params)).all())
+            new = set((await session.scalars(inbox.RECORD_NEW, params)).all())
             for delivery in batch:
                 event_id = delivery.envelope.id
                 if event_id in new and event_id not in outcomes:
@@ -411,15 +399,3 @@ def routing_keys(service: str, handlers: Mapping[str, Handler]) -> frozenset[str
             ", ".join(unhandled),
         )
     return listed
-
-
-async def prune_inbox(session: AsyncSession, limit: int, *, older_than_s: float) -> int:
-    """Forget up to `limit` handled event ids older than `older_than_s` (far past any
-    redelivery); returns how many."""
-    old = select(inbox_event.c.event_id).where(
-        inbox_event.c.received_at < func.now() - timedelta(seconds=older_than_s)
-    )
-    result = await session.execute(
-        delete(inbox_event).where(inbox_event.c.event_id.in_(old.limit(limit)))
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -35,11 +35,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.consumer import Consumer, Handler, prune_inbox
+from servicekit.consumer import Consumer, Handler
 from servicekit.db import create_engine, session_factory
 from servicekit.deliveries import OutcomeHandler, SenderFactory, prune_deliveries
 from servicekit.delivery_worker import DeliveryWorker
 from servicekit.health import health_router
+from servicekit.inbox import prune_inbox
 from servicekit.logging import correlation_id, correlation_uuid
 from servicekit.outbox import Relay
 from servicekit.problems import install_problem_handlers
