@@ -58,10 +58,11 @@ async def test_a_filing_failing_on_a_busy_connection_is_503_only_around_a_restar
     """The API classifies the raw driver error by asking the database: within the restart
     grace period it is 503 with Retry-After; on a database up for long, a bug (500)."""
 
-    async def busy(*_: object, **__: object) -> None:
+    def busy(*_: object, **__: object) -> None:
+        """Fails as a connection a restart broke mid-filing does."""
         raise asyncpg.InternalClientError(BUSY)
 
-    monkeypatch.setattr(filing, "add_event", busy)
+    monkeypatch.setattr(filing, "_filed_event", busy)
     monkeypatch.setattr(db, "RESTART_GRACE_S", grace_s)
     # As uvicorn does, answer a crash with the 500 rather than raising it into the test.
     transport = httpx.ASGITransport(intake.app, raise_app_exceptions=False)
