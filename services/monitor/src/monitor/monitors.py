@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import any_, delete, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.models import check_state, monitor
@@ -176,11 +177,12 @@ def to_read(row: Any, regions: Iterable[Any] = ()) -> MonitorRead:
 
 async def schedule_now(
     session: AsyncSession, monitor_ids: list[uuid.UUID], spread_s: float
-) -> None:
-    """Give new (or resumed) monitors a due check in every live region, within `spread_s`."""
+) -> list[Any]:
+    """Give new (or resumed) monitors a due check in every live region, within `spread_s`;
+    returns the check states made."""
     if not monitor_ids:
-        return
-    await session.execute(
+        return []
+    result = await session.execute(
         text(
             """
             INSERT INTO check_state (monitor_id, region, due_at)
@@ -195,10 +197,12 @@ async def schedule_now(
               AND ((m.kind = 'heartbeat') = (r.region = '_'))
               AND (cardinality(m.regions) = 0 OR r.region = ANY(m.regions) OR r.region = '_')
             ON CONFLICT DO NOTHING
+            RETURNING *
             """
         ),
         {"ids": monitor_ids, "spread": spread_s},
     )
+    return list(result)
 
 
 async def create(session: AsyncSession, spec: MonitorSpec, settings: Settings) -> MonitorRead:
@@ -210,12 +214,19 @@ async def create(session: AsyncSession, spec: MonitorSpec, settings: Settings) -
         values["heartbeat_token"] = secrets.token_urlsafe(24)
     if spec.paused:
         values["state"] = "paused"
-    taken = await session.scalar(select(monitor.c.id).where(monitor.c.name == spec.name))
-    if taken is not None:
+    row = (
+        await session.execute(
+            insert(monitor)
+            .values(id=monitor_id, **values)
+            .on_conflict_do_nothing(index_elements=[monitor.c.name])
+            .returning(*monitor.c)
+        )
+    ).first()
+    if row is None:
+        taken = await session.scalar(select(monitor.c.id).where(monitor.c.name == spec.name))
         raise Conflict(f"a monitor named {spec.name!r} exists", existing_id=str(taken))
-    await session.execute(monitor.insert().values(id=monitor_id, **values))
-    await schedule_now(session, [monitor_id], 0.0)
-    return await get(session, monitor_id)
+    regions = await schedule_now(session, [monitor_id], 0.0)
+    return to_read(row, sorted(regions, key=lambda r: r.region))
 
 
 async def get(session: AsyncSession, monitor_id: uuid.UUID) -> MonitorRead:
