@@ -20,7 +20,7 @@ from servicekit.outbox import backlog, publish
 from servicekit.parking import parked_counts
 from servicekit.runtime import Runtime
 from servicekit.settings import ServiceSettings
-from servicekit.tables import outbox_event
+from servicekit.tables import outbox_event, timer
 from tests.harness import AMQP_URL, Throwaway, eventually, wait_connected
 from tests.servicekit.helpers import (
     HANDLERS,
@@ -177,3 +177,37 @@ async def test_parked_and_waiting_events_do_not_silence_the_relays_wake_up(
         async with runtime.sessions() as session, session.begin():
             await publish(session, ticket_filed("prompt"), producer=PRODUCER)
         await eventually(lambda: handled_notes(runtime, {"prompt"}), timeout_s=5)
+
+
+async def test_parked_timers_are_listed_and_retried_from_the_command_line(
+    env: Throwaway,
+) -> None:
+    settings = await prepared(env)
+    async with running(settings) as runtime:
+        async with runtime.sessions() as session, session.begin():
+            timer_id = await session.scalar(
+                insert(timer)
+                .values(
+                    kind="escalate",
+                    key="page-1",
+                    due_at=func.now(),
+                    attempts=20,
+                    last_error="RuntimeError: no policy",
+                    parked_at=func.now(),
+                )
+                .returning(timer.c.id)
+            )
+        code, listed = await _cli(settings, "list")
+        assert code == 0
+        assert [
+            (p["what"], p["id"], p["name"], p["attempts"], p["last_error"]) for p in listed
+        ] == [("timer", str(timer_id), "escalate/page-1", 20, "RuntimeError: no policy")]
+        code, retried = await _cli(settings, "retry", "--all")
+        assert code == 0
+        assert [p["id"] for p in retried] == [str(timer_id)]
+        async with runtime.sessions() as session:
+            row = (await session.execute(select(timer))).one()
+            assert row.parked_at is None
+            assert row.attempts == 0
+        assert row.due_at <= datetime.now(UTC)  # due at once
+        assert await _cli(settings, "list") == (0, [])
