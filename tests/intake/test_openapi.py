@@ -68,6 +68,9 @@ async def test_the_document_is_self_consistent(intake: Intake) -> None:
     assert re.fullmatch(ref["pattern"], "KLX-1042")
     assert re.fullmatch(ref["pattern"], str(uuid.uuid4()))
     assert not re.fullmatch(ref["pattern"], "not-a-ticket")
+    subject = schemas["TicketCreate"]["properties"]["subject"]["pattern"]
+    assert re.fullmatch(subject, "Every page returns 502")
+    assert not re.fullmatch(subject, "Injected\r\nBcc: x@example.com")  # as validated
 
 
 async def test_every_operation_answers_as_documented(intake: Intake) -> None:

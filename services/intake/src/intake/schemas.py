@@ -50,10 +50,17 @@ def _http_url(value: str) -> str:
     return value
 
 
+SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+"""What `SingleLine` accepts, for the OpenAPI document (validated by `_single_line`)."""
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
 SingleLine = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_single_line)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1),
+    AfterValidator(_single_line),
+    Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
 ]
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})]
 HttpUrlText = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
 Slug = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
