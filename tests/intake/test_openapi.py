@@ -160,6 +160,13 @@ async def test_bare_numbers_are_not_date_times_nor_booleans(intake: Intake) -> N
     for value in ("1", "0", "yes", "on"):
         response = await intake.client.get(f"/v1/products?include_inactive={value}", headers=reader)
         assert response.status_code == 422, (value, response.text)
+    admin = intake.auth(intake.admin_key)
+    for active in (0, 1, "false"):
+        patched = await intake.client.patch(
+            "/v1/products/canvas-hosting", json={"active": active}, headers=admin
+        )
+        assert patched.status_code == 422, (active, patched.text)
+        assert patched.json()["errors"][0]["field"] == "active"
     ok = await intake.client.get(
         "/v1/tickets?created_from=2026-01-01T00:00:00Z&created_to=2026-01-02", headers=reader
     )

@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from contracts.common import HealthState, Severity
 
@@ -130,7 +138,7 @@ class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[SingleLine, Field(max_length=200)] | None = None
-    active: bool | None = None
+    active: StrictBool | None = Field(default=None, description="true or false (not 0 or 1).")
 
 
 class AttachmentRead(BaseModel):
