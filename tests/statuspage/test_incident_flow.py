@@ -3,9 +3,10 @@
 import uuid
 from datetime import timedelta
 
+from contracts.monitor import MonitorDegraded
 from tests.harness import eventually
 from tests.intake.helpers import inject, listening, next_event
-from tests.statuspage.helpers import StatusPages, monitor_down, monitor_up, now
+from tests.statuspage.helpers import PRODUCT, StatusPages, monitor_down, monitor_up, now
 
 
 async def test_monitor_down_opens_an_incident_a_notice_follows_and_monitor_up_resolves_it(
@@ -130,3 +131,35 @@ async def _observed(statuspage: StatusPages, monitor_id: uuid.UUID, status: str 
             )
         )
     return found is not None and (not status or found == status)
+
+
+async def test_a_slow_monitor_shows_degraded_performance_without_an_incident(
+    statuspage: StatusPages,
+) -> None:
+    await statuspage.page()
+    web = await statuspage.component()
+    monitor_id = uuid.uuid4()
+    slow = MonitorDegraded(
+        monitor_id=monitor_id,
+        monitor_name="Canvas home page",
+        product=PRODUCT,
+        url="https://canvas.example/",
+        error="answered in 4.2 s (threshold 2 s)",
+        degraded_since=now(),
+    )
+    await inject(statuspage.env, slow, producer="monitor")
+
+    async def degraded() -> bool:
+        return await statuspage.component_status(web["id"]) == "degraded_performance"
+
+    await eventually(degraded)
+    summary = (await statuspage.public("canvas/api/v2/summary.json")).json()
+    assert summary["status"] == {"indicator": "minor", "description": "Minor Service Outage"}
+    assert summary["incidents"] == []
+
+    await inject(statuspage.env, monitor_up(monitor_id), producer="monitor")
+
+    async def operational() -> bool:
+        return await statuspage.component_status(web["id"]) == "operational"
+
+    await eventually(operational)
