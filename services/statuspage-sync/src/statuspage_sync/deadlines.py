@@ -13,6 +13,7 @@ transaction, so a reminder or an overdue event is published at most once per
 deadline even if a timer fires twice; a deadline cleared first publishes nothing.
 """
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ from servicekit.timers import DueTimer
 from statuspage_sync import pages
 from statuspage_sync.models import deadline, incident, notice, status_page
 from statuspage_sync.settings import Settings
+
+log = logging.getLogger(__name__)
 
 REMIND = "deadline.remind"
 EXPIRE = "deadline.expire"
@@ -70,6 +73,12 @@ async def watch_report(session: AsyncSession, settings: Settings, ticket: Ticket
         )
     )
     page_ids = [page_id for (page_id,) in rows]
+    if not page_ids:
+        log.warning(
+            "CRITICAL report %s: no status page covers %s, so no update deadline is watched",
+            ticket.ticket_id,
+            ticket.product.slug,
+        )
     # Locked, so a notice being posted on the page either committed before (and is seen
     # below) or waits, and then sees this deadline to clear.
     await pages.lock_pages(session, page_ids)
