@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from contracts.common import ProductRef
 from contracts.statuspage import StatusPagePublished
@@ -90,6 +92,19 @@ async def _check_products(session: AsyncSession, slugs: list[str], field: str) -
             raise Unprocessable(f"{field}[{index}]", f"no active product {slug!r} in the catalogue")
 
 
+async def write_unique(session: AsyncSession, stmt: Executable, conflict: str) -> None:
+    """Run an insert or update in a savepoint; a unique violation is a `Conflict`.
+
+    The checks before a write answer the common case with a clear message; this
+    answers the race they cannot see (two requests creating the same slug at once),
+    which would otherwise reach the client as a 500."""
+    try:
+        async with session.begin_nested():
+            await session.execute(stmt)
+    except IntegrityError as exc:
+        raise Conflict(conflict) from exc
+
+
 async def get_page(session: AsyncSession, slug: str, *, lock: bool = False) -> Any:
     """The page row by slug; 404 if none."""
     query = select(status_page).where(status_page.c.slug == slug)
@@ -123,7 +138,8 @@ async def create_page(*, session: AsyncSession, settings: Settings, data: PageCr
         raise Conflict(f"a status page {data.slug!r} exists")
     await _check_products(session, data.products, "products")
     page_id = uuid.uuid4()
-    await session.execute(
+    await write_unique(
+        session,
         insert(status_page).values(
             id=page_id,
             slug=data.slug,
@@ -132,7 +148,8 @@ async def create_page(*, session: AsyncSession, settings: Settings, data: PageCr
             products=list(data.products),
             auto_open_incidents=data.auto_open_incidents,
             auto_resolve_incidents=data.auto_resolve_incidents,
-        )
+        ),
+        f"a status page {data.slug!r} exists",
     )
     await touch(session, page_id, reload=True)
     await _publish_page(session, settings, page_id)
@@ -155,7 +172,11 @@ async def update_page(
         if taken:
             raise Conflict(f"a status page {values['slug']!r} exists")
     if values:
-        await session.execute(update(status_page).where(status_page.c.id == page.id).values(values))
+        await write_unique(
+            session,
+            update(status_page).where(status_page.c.id == page.id).values(values),
+            f"a status page {values.get('slug')!r} exists",
+        )
     await touch(session, page.id, reload=True)
     if {"slug", "title", "products"} & values.keys():
         await _publish_page(session, settings, page.id)
@@ -172,14 +193,16 @@ async def create_group(*, session: AsyncSession, slug: str, data: GroupCreate) -
         )
     ):
         raise Conflict(f"the page has a group {data.name!r}")
-    await session.execute(
+    await write_unique(
+        session,
         insert(component_group).values(
             id=group_id,
             status_page_id=page.id,
             name=data.name,
             description=data.description,
             position=data.position,
-        )
+        ),
+        f"the page has a group {data.name!r}",
     )
     await touch(session, page.id)
     return (
@@ -206,7 +229,8 @@ async def create_component(*, session: AsyncSession, slug: str, data: ComponentC
         raise Unprocessable("product", f"no active product {data.product!r} in the catalogue")
     component_id = uuid.uuid4()
     now = datetime.now(UTC)
-    await session.execute(
+    await write_unique(
+        session,
         insert(component).values(
             id=component_id,
             status_page_id=page.id,
@@ -217,7 +241,8 @@ async def create_component(*, session: AsyncSession, slug: str, data: ComponentC
             only_show_if_degraded=data.only_show_if_degraded,
             product_slug=data.product,
             monitor_ids=list(data.monitor_ids),
-        )
+        ),
+        f"the page has a component {data.name!r}",
     )
     await session.execute(
         insert(component_status_span).values(
