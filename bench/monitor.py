@@ -300,7 +300,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu1 = process_cpu_s(one.process.pid)
                 after = await target_stats(target)
                 assert baseline.stdout is not None
-                line = await baseline.stdout.readline()
+                try:
+                    line = await asyncio.wait_for(baseline.stdout.readline(), steady_s * 2 + 30)
+                except TimeoutError:  # a bare loop that cannot keep up never finishes
+                    line = b'{"requests": 0, "cpu_s": 0}'
             bare = json.loads(line)
             checks = after["checks"] - before["checks"]
             figures["checks_per_s"] = round(checks / steady_s, 1)
@@ -311,13 +314,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["lag_p99_s"] = round(after["lag_p99_s"], 4)
             figures["peak_rss_mb"] = round(peak_rss_mb(one.process.pid), 1)
             figures["baseline_requests_per_s"] = round(bare["requests"] / steady_s, 1)
-            figures["baseline_cpu_per_request_ms"] = round(
-                1000 * bare["cpu_s"] / max(bare["requests"], 1), 3
-            )
-            figures["cpu_per_check_ratio"] = round(
-                figures["cpu_per_check_ms"] / max(figures["baseline_cpu_per_request_ms"], 1e-6),
-                2,
-            )
+            if bare["requests"]:
+                figures["baseline_cpu_per_request_ms"] = round(
+                    1000 * bare["cpu_s"] / bare["requests"], 3
+                )
+                figures["cpu_per_check_ratio"] = round(
+                    figures["cpu_per_check_ms"] / figures["baseline_cpu_per_request_ms"], 2
+                )
+            else:
+                figures["baseline_cpu_per_request_ms"] = figures["cpu_per_check_ratio"] = None
 
             phases["steady"] = round(time.monotonic() - phase_start, 1)
             # two replicas: duplicates, detection, API latency with N present
@@ -426,7 +431,8 @@ def targets_met(f: dict[str, Any]) -> dict[str, bool]:
     return {
         "lag_p99_under_2s": f["lag_p99_s"] is not None and f["lag_p99_s"] < 2,
         "rss_under_300mb": f["peak_rss_mb"] < 300,
-        "cpu_ratio_at_most_3": f["cpu_per_check_ratio"] <= 3,
+        "cpu_ratio_at_most_3": f["cpu_per_check_ratio"] is not None
+        and f["cpu_per_check_ratio"] <= 3,
         "bytes_per_monitor_day_at_most_100kb": f["bytes_per_monitor_day"] <= 100_000,
         "no_duplicates": f["duplicate_checks"] == 0,
         "detect_within_bound": f["detect_s"] <= f["detect_bound_s"],
