@@ -40,4 +40,5 @@ async def test_pages_renamed_at_once_to_one_slug_are_one_rename_and_conflicts(
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200, 409, 409, 409], [r.text for r in responses]
     slugs = sorted(page["slug"] for page in await statuspage.get("/v1/pages"))
-    assert len(slugs) == 4 and "status" in slugs
+    assert len(slugs) == 4
+    assert "status" in slugs

@@ -8,7 +8,13 @@ from contracts.common import Person
 from contracts.notifier import Channel, PageNotified
 from tests.harness import Throwaway, eventually
 from tests.intake.helpers import inject, listening, next_event
-from tests.statuspage.helpers import PRODUCT, critical_ticket, now, running_statuspage
+from tests.statuspage.helpers import (
+    PRODUCT,
+    critical_ticket,
+    monitor_down,
+    now,
+    running_statuspage,
+)
 
 FAST = {"report_reminder_s": 1.0, "report_update_deadline_s": 2.0, "eta_reminder_s": 600.0}
 
@@ -183,3 +189,28 @@ async def test_a_notice_on_one_of_the_pages_keeps_the_promise_on_every_page(
         assert events.empty()
         (kept,) = await statuspage.get("/v1/pages/canvas/deadlines")
         assert kept["state"] == "cleared"
+
+
+async def test_klaxons_own_notices_do_not_keep_the_promise(env: Throwaway) -> None:
+    async with (
+        running_statuspage(env, **FAST) as statuspage,
+        listening(env, "incident.notice_posted", "statuspage.update_overdue") as events,
+    ):
+        await statuspage.page()
+        await statuspage.component()
+        ticket = critical_ticket()
+        await inject(env, ticket, producer="intake")
+
+        async def watching() -> bool:
+            return bool(await statuspage.get("/v1/pages/canvas/deadlines"))
+
+        await eventually(watching)
+        monitor_id = uuid.uuid4()
+        await inject(env, monitor_down(monitor_id), producer="monitor")  # automatic notice
+        automatic = await next_event(events, "incident.notice_posted")
+        assert automatic.payload["automatic"] is True
+        overdue = await next_event(events, "statuspage.update_overdue")
+        assert overdue.payload["ticket_id"] == str(ticket.ticket_id)
+        deadlines = await statuspage.get("/v1/pages/canvas/deadlines")
+        (report,) = [d for d in deadlines if d["ticket_id"] == str(ticket.ticket_id)]
+        assert report["state"] == "expired"

@@ -160,7 +160,9 @@ async def post_notice(
 ) -> uuid.UUID:
     """Post a notice on an incident: move its components and status, publish it.
 
-    `manual` False moves no component (a monitor already did, or a maintenance does)."""
+    `manual` False moves no component (a monitor already did, or a maintenance does).
+    An `automatic` notice (Klaxon's own, from a monitor's verdict) clears no deadline:
+    only an update a person posts keeps the 30-minute promises (`deadlines.on_notice`)."""
     await pages.lock_pages(session, [page.id])
     row = (
         await session.execute(
