@@ -3,8 +3,13 @@
 import asyncio
 import uuid
 
+from sqlalchemy import select
+
 from contracts import Envelope, parse_payload
 from contracts.products import CatalogueRequested, ProductChanged
+from intake.models import product
+from intake.products import update_product
+from intake.schemas import ProductUpdate
 from tests.harness import wait_connected
 from tests.intake.helpers import Intake, inject, listening, next_event
 
@@ -46,6 +51,26 @@ async def test_registering_renaming_and_retiring_a_product_each_publish_product_
         ("mail-relay", "Mail Relay EU", False),
     ]
     assert events[0].changed_at <= events[1].changed_at <= events[2].changed_at
+
+
+async def test_of_two_racing_updates_the_one_committed_last_is_the_newest(
+    intake: Intake,
+) -> None:
+    """The update that started first but committed last is what read models must keep."""
+    sessions = intake.runtime.sessions
+    changed_at = select(product.c.updated_at).where(product.c.slug == "atomic-apps")
+    async with sessions() as first, sessions() as second:
+        await first.execute(select(1))  # the first transaction starts here
+        await asyncio.sleep(0.01)
+        await update_product(
+            session=second, slug="atomic-apps", data=ProductUpdate(name="Atomic Apps EU")
+        )
+        await second.commit()
+        renamed_at = await second.scalar(changed_at)
+        await update_product(session=first, slug="atomic-apps", data=ProductUpdate(active=False))
+        await first.commit()
+        retired_at = await first.scalar(changed_at)
+    assert retired_at > renamed_at
 
 
 async def test_a_refused_product_change_publishes_nothing(intake: Intake) -> None:

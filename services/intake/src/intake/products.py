@@ -9,7 +9,7 @@ is published through the outbox in the transaction that makes it, with the row's
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +68,15 @@ async def create_product(*, session: AsyncSession, data: ProductCreate) -> Produ
     return await _published(session, row)
 
 
+_LATER = func.greatest(
+    func.clock_timestamp(), product.c.updated_at + text("interval '1 microsecond'")
+)
+"""A product's new ``updated_at``: the wall clock, and always later than the last one. Not
+``now()``, the transaction's start: of two racing updates the one that started first may
+commit last, and read models keep the change with the newest time, so they would keep the
+older state for good."""
+
+
 async def update_product(*, session: AsyncSession, slug: str, data: ProductUpdate) -> ProductRead:
     """Rename, retire or restore a product."""
     values = data.model_dump(exclude_none=True)
@@ -75,7 +84,7 @@ async def update_product(*, session: AsyncSession, slug: str, data: ProductUpdat
         await session.execute(
             update(product)
             .where(product.c.slug == slug)
-            .values(**values, updated_at=func.now())
+            .values(**values, updated_at=_LATER)
             .returning(*_COLUMNS, product.c.updated_at)
         )
     ).first()
