@@ -4,8 +4,9 @@ and `Slots`, a cap on how many costly requests run at once.
 Add both middlewares with `install_api_middleware(app, service=...)`:
 
 - request headers over ``max_header_bytes`` in all (names and values) are
-  refused with 431 before any route runs, so a megabyte header line costs one
-  buffer and nothing more;
+  refused with 431 before any route runs; the server itself refuses a head over
+  twice that while it arrives (`servicekit.api_server`), so a megabyte header
+  line is never read in full;
 - every request is counted in ``klaxon_http_requests_total`` and timed in
   ``klaxon_http_request_duration_seconds``, by service, method, route template
   (``/v1/tickets/{ref}``, never the raw path, so the label set stays small;
@@ -94,7 +95,10 @@ class HttpMetricsMiddleware:
 def install_api_middleware(
     app: FastAPI, *, service: str, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 ) -> None:
-    """Add the header limit (innermost of the two) and the request metrics to `app`."""
+    """Add the header limit (innermost of the two) and the request metrics to `app`; the
+    limit is kept in ``app.state.max_header_bytes`` for the server's own bound
+    (`servicekit.api_server.server_options`)."""
+    app.state.max_header_bytes = max_header_bytes
     app.add_middleware(HeaderLimitMiddleware, max_bytes=max_header_bytes)
     app.add_middleware(HttpMetricsMiddleware, service=service)
 

@@ -14,6 +14,7 @@ import uvicorn
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from fastapi import FastAPI
 
+from servicekit.api_server import server_options
 from servicekit.auth import ADMIN, create_api_key
 from servicekit.bus import ReplayStopped, declare_topology, replay_dead_letters
 from servicekit.catalogue import request_if_empty
@@ -115,12 +116,14 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> None:
     settings = service.load_settings()
     configure_logging(settings.service_name, settings.log_level, json_lines=settings.log_json)
     if args.command == "serve":
+        app = service.create_app(settings)
         uvicorn.run(
-            service.create_app(settings),
+            app,
             host=args.host or settings.http_host,
             port=args.port or settings.http_port,
             log_config=None,
             access_log=False,
+            **server_options(app),
         )
     elif args.command == "migrate":
         asyncio.run(migrate_database(settings, service.migrations))
