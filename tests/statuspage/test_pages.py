@@ -85,3 +85,28 @@ async def test_health_reports_the_page_cache_and_the_watched_promises(env: Throw
             )
 
         await eventually(reported, timeout_s=10)
+
+
+async def test_every_pages_address_is_published_again_at_start_up(env: Throwaway) -> None:
+    async with (
+        running_statuspage(env) as statuspage,
+        listening(env, "statuspage.published") as first,
+    ):
+        page = await statuspage.page()
+        created = await next_event(first, "statuspage.published")
+        renamed = await statuspage.client.patch(
+            "/v1/pages/canvas", json={"title": "Canvas"}, headers=statuspage.auth()
+        )
+        assert renamed.status_code == 200
+        sent = await next_event(first, "statuspage.published")
+    # the notifier lost its copy: the next start sends the page's current address again
+    async with listening(env, "statuspage.published") as events, running_statuspage(env):
+        again = await next_event(events, "statuspage.published")
+        while again.id in {sent.id, created.id}:  # a late second copy from the relay
+            again = await next_event(events, "statuspage.published")
+        assert again.payload["status_page_id"] == page["id"]
+        assert again.payload["title"] == "Canvas"
+        assert again.payload["status_page_url"].endswith("/status/canvas/")
+        assert again.payload["products"] == ["canvas-hosting"]
+        # no newer than the copy a reader may still have, so it is ignored there
+        assert again.payload["changed_at"] == sent.payload["changed_at"]

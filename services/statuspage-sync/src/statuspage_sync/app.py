@@ -1,6 +1,8 @@
 """The statuspage-sync service's FastAPI app: the admin API under ``/v1`` and the public
 status pages under ``/status/<slug>/`` (served from memory, see `statuspage_sync.cache`)."""
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.api_openapi import install_openapi
 from servicekit.runtime import Runtime, create_service_app
 from servicekit.settings import ServiceSettings
-from statuspage_sync import deadlines, maintenance
+from statuspage_sync import deadlines, maintenance, pages
 from statuspage_sync.api import BODY_MODELS, router
 from statuspage_sync.cache import PageCache
 from statuspage_sync.handlers import make_handlers
 from statuspage_sync.public import PublicPages
 from statuspage_sync.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Status pages kept true by monitor verdicts and engineers' notices. The admin API "
@@ -35,6 +39,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def follow_versions(runtime: Runtime) -> None:
         await cache.follow(runtime)
 
+    async def republish_pages(runtime: Runtime) -> None:
+        """Once per start: every page's ``statuspage.published`` again, for a reader (the
+        notifier) that lost its copy; retried with backoff until it commits."""
+        async with runtime.sessions() as session:
+            count = await pages.republish_pages(session, settings)
+            await session.commit()
+        log.info("published the address of %d status pages again", count)
+        await asyncio.Event().wait()  # done: a loop that returned would be run again
+
     async def page_cache_figure(_: AsyncSession) -> Mapping[str, Any]:
         return {
             "pages": len(cache.versions),
@@ -51,7 +64,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             **deadlines.make_timer_handlers(settings),
             **maintenance.make_timer_handlers(settings),
         },
-        loops={"page versions": follow_versions},
+        loops={"page versions": follow_versions, "republish pages": republish_pages},
         figures={"page_cache": page_cache_figure, "deadlines": deadlines.figure},
         description=DESCRIPTION,
     )

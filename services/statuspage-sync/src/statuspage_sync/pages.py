@@ -50,7 +50,7 @@ async def touch(session: AsyncSession, page_id: uuid.UUID, *, reload: bool = Fal
         await session.execute(
             update(status_page)
             .where(status_page.c.id == page_id)
-            .values(version=status_page.c.version + 1, updated_at=func.now())
+            .values(version=status_page.c.version + 1, updated_at=func.clock_timestamp())
             .returning(status_page.c.slug, status_page.c.version)
         )
     ).one()
@@ -116,20 +116,34 @@ async def get_page(session: AsyncSession, slug: str, *, lock: bool = False) -> A
     return row
 
 
+def _published(settings: Settings, row: Any, changed_at: datetime) -> StatusPagePublished:
+    return StatusPagePublished(
+        status_page_id=row.id,
+        status_page=row.slug,
+        title=row.title,
+        status_page_url=page_url(settings, row.slug),
+        products=tuple(row.products),
+        changed_at=changed_at,
+    )
+
+
 async def _publish_page(session: AsyncSession, settings: Settings, page_id: uuid.UUID) -> None:
     row = (await session.execute(select(status_page).where(status_page.c.id == page_id))).one()
-    await publish(
-        session,
-        StatusPagePublished(
-            status_page_id=row.id,
-            status_page=row.slug,
-            title=row.title,
-            status_page_url=page_url(settings, row.slug),
-            products=tuple(row.products),
-            changed_at=datetime.now(UTC),
-        ),
-        producer=PRODUCER,
-    )
+    await publish(session, _published(settings, row, row.updated_at), producer=PRODUCER)
+
+
+async def republish_pages(session: AsyncSession, settings: Settings) -> int:
+    """Publish every page's address and products again (at start-up), so a reader that
+    lost its copy of a ``statuspage.published`` gets it back; how many were published.
+
+    Every ``statuspage.published`` carries the page's ``updated_at`` as ``changed_at``,
+    stamped by `touch` under the page's row lock: a copy sent again is no newer than the
+    one its change sent, so a reader that keeps the strictly newest ignores a copy it
+    has, and a copy read just before a concurrent change cannot overwrite that change."""
+    rows = list(await session.execute(select(status_page).order_by(status_page.c.slug)))
+    for row in rows:
+        await publish(session, _published(settings, row, row.updated_at), producer=PRODUCER)
+    return len(rows)
 
 
 async def create_page(*, session: AsyncSession, settings: Settings, data: PageCreate) -> Any:
