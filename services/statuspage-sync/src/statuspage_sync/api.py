@@ -59,7 +59,7 @@ async def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 router = APIRouter(prefix="/v1", tags=["admin"])
-_WRITE_ERRORS = error_responses(401, 403, 404, 409, 413, 415, 422, 503)
+WRITE_ERRORS = error_responses(401, 403, 404, 409, 413, 415, 422, 503)
 _READ_ERRORS = error_responses(401, 403, 404, 503)
 
 
@@ -71,7 +71,8 @@ async def save(request: Request, session: AsyncSession) -> None:
     request.app.state.page_cache.saw(touched)
 
 
-def _body(model: Any) -> Any:
+def body(model: Any) -> Any:
+    """The capped JSON body parsed as `model` (a dependency)."""
     return Depends(json_body(model))
 
 
@@ -80,14 +81,14 @@ def _body(model: Any) -> Any:
     status_code=201,
     response_model=PageRead,
     openapi_extra=json_request_body(PageCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def create_page(
     _: Writer,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    data: Annotated[PageCreate, _body(PageCreate)],
+    data: Annotated[PageCreate, body(PageCreate)],
 ) -> PageRead:
     """Create a status page."""
     row = await pages.create_page(session=session, settings=settings, data=data)
@@ -111,7 +112,7 @@ async def get_page(_: Reader, session: SessionDep, settings: SettingsDep, slug: 
     "/pages/{slug}",
     response_model=PageRead,
     openapi_extra=json_request_body(PageUpdate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def update_page(
     _: Writer,
@@ -119,7 +120,7 @@ async def update_page(
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
-    data: Annotated[PageUpdate, _body(PageUpdate)],
+    data: Annotated[PageUpdate, body(PageUpdate)],
 ) -> PageRead:
     """Change a status page."""
     row = await pages.update_page(session=session, settings=settings, slug=slug, data=data)
@@ -132,14 +133,14 @@ async def update_page(
     status_code=201,
     response_model=GroupRead,
     openapi_extra=json_request_body(GroupCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def create_group(
     _: Writer,
     request: Request,
     session: SessionDep,
     slug: str,
-    data: Annotated[GroupCreate, _body(GroupCreate)],
+    data: Annotated[GroupCreate, body(GroupCreate)],
 ) -> GroupRead:
     """Add a component group."""
     row = await pages.create_group(session=session, slug=slug, data=data)
@@ -152,14 +153,14 @@ async def create_group(
     status_code=201,
     response_model=ComponentRead,
     openapi_extra=json_request_body(ComponentCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def create_component(
     _: Writer,
     request: Request,
     session: SessionDep,
     slug: str,
-    data: Annotated[ComponentCreate, _body(ComponentCreate)],
+    data: Annotated[ComponentCreate, body(ComponentCreate)],
 ) -> ComponentRead:
     """Add a component."""
     row = await pages.create_component(session=session, slug=slug, data=data)
@@ -178,7 +179,7 @@ async def list_components(_: Reader, session: SessionDep, slug: str) -> list[Com
     "/pages/{slug}/components/{component_id}/manual-status",
     status_code=204,
     openapi_extra=json_request_body(ManualStatus),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def set_manual_status(
     _: Writer,
@@ -186,7 +187,7 @@ async def set_manual_status(
     session: SessionDep,
     slug: str,
     component_id: uuid.UUID,
-    data: Annotated[ManualStatus, _body(ManualStatus)],
+    data: Annotated[ManualStatus, body(ManualStatus)],
 ) -> Response:
     """Set a component's status by hand; monitors do not change it until it is cleared."""
     await incidents.set_component_status(
@@ -199,7 +200,7 @@ async def set_manual_status(
 @router.delete(
     "/pages/{slug}/components/{component_id}/manual-status",
     status_code=204,
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def clear_manual_status(
     _: Writer, request: Request, session: SessionDep, slug: str, component_id: uuid.UUID
@@ -217,7 +218,7 @@ async def clear_manual_status(
     status_code=201,
     response_model=IncidentRead,
     openapi_extra=json_request_body(IncidentCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def create_incident(
     _: Writer,
@@ -225,7 +226,7 @@ async def create_incident(
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
-    data: Annotated[IncidentCreate, _body(IncidentCreate)],
+    data: Annotated[IncidentCreate, body(IncidentCreate)],
 ) -> IncidentRead:
     """Open an incident with its first notice."""
     incident_id = await incidents.create_incident(
@@ -248,7 +249,7 @@ async def list_incidents(_: Reader, session: SessionDep, slug: str) -> list[Inci
     status_code=201,
     response_model=IncidentRead,
     openapi_extra=json_request_body(NoticeCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def post_notice(
     _: Writer,
@@ -257,7 +258,7 @@ async def post_notice(
     settings: SettingsDep,
     slug: str,
     incident_id: uuid.UUID,
-    data: Annotated[NoticeCreate, _body(NoticeCreate)],
+    data: Annotated[NoticeCreate, body(NoticeCreate)],
 ) -> IncidentRead:
     """Post a notice: what is known, and when it should be resolved."""
     await incidents.add_notice(
@@ -273,7 +274,7 @@ async def post_notice(
     status_code=201,
     response_model=IncidentRead,
     openapi_extra=json_request_body(MaintenanceCreate),
-    responses=_WRITE_ERRORS,
+    responses=WRITE_ERRORS,
 )
 async def schedule_maintenance(
     _: Writer,
@@ -281,7 +282,7 @@ async def schedule_maintenance(
     session: SessionDep,
     settings: SettingsDep,
     slug: str,
-    data: Annotated[MaintenanceCreate, _body(MaintenanceCreate)],
+    data: Annotated[MaintenanceCreate, body(MaintenanceCreate)],
 ) -> IncidentRead:
     """Schedule a maintenance; its components are under maintenance for its window."""
     maintenance_id = await maintenance.schedule_maintenance(

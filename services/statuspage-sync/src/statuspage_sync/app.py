@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.api_openapi import install_openapi
 from servicekit.runtime import Runtime, create_service_app
 from servicekit.settings import ServiceSettings
-from statuspage_sync import deadlines, maintenance, pages
-from statuspage_sync.api import BODY_MODELS, router
+from statuspage_sync import api, api_editing, deadlines, maintenance, pages
 from statuspage_sync.cache import PageCache
 from statuspage_sync.handlers import make_handlers
 from statuspage_sync.public import PublicPages
@@ -58,7 +57,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = create_service_app(
         settings,
         title="Klaxon statuspage-sync",
-        routers=[router],
+        routers=[api.router, api_editing.router],
         handlers=make_handlers(settings),
         timer_handlers={
             **deadlines.make_timer_handlers(settings),
@@ -70,5 +69,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.page_cache = cache
     app.add_middleware(PublicPages, cache=cache)
-    install_openapi(app, body_models=BODY_MODELS)
+    install_openapi(app, body_models=api.BODY_MODELS + api_editing.BODY_MODELS)
     return app

@@ -85,6 +85,15 @@ class GroupCreate(_Input):
     position: int = Field(default=0, ge=0, le=10000)
 
 
+class GroupUpdate(_Input):
+    """Fields of a component group to change: an omitted field is kept, and so is a
+    null name or position; a null description clears it."""
+
+    name: Name | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    position: int | None = Field(default=None, ge=0, le=10000)
+
+
 class GroupRead(BaseModel):
     """A component group."""
 
@@ -104,6 +113,29 @@ class ComponentCreate(_Input):
     only_show_if_degraded: bool = False
     product: Slug | None = None
     monitor_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+
+
+class ComponentUpdate(_Input):
+    """Fields of a component to change: an omitted field is kept, and so is a null in a
+    field that cannot be empty; a null description, group_id or product clears it."""
+
+    name: Name | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    group_id: uuid.UUID | None = None
+    position: int | None = Field(default=None, ge=0, le=10000)
+    only_show_if_degraded: bool | None = None
+    product: Slug | None = None
+    monitor_ids: list[uuid.UUID] | None = Field(default=None, max_length=50)
+
+
+NULLABLE = frozenset({"description", "group_id", "product"})
+"""Fields of `GroupUpdate` / `ComponentUpdate` that an explicit null clears."""
+
+
+def changes(data: BaseModel) -> dict[str, object]:
+    """The fields an update sets: those sent, less a null where a value is required."""
+    sent = data.model_dump(exclude_unset=True)
+    return {k: v for k, v in sent.items() if v is not None or k in NULLABLE}
 
 
 class ComponentRead(BaseModel):
