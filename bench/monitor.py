@@ -9,12 +9,12 @@ throwaway database and exchange (created and dropped here):
 - service: ``python -m monitor serve`` as a real process (one replica, later two).
 - baseline: a process running a bare loop of N concurrent httpx GETs, each path
   requested once per interval, against the same target, beside the service's steady
-  state (each one's CPU is read from its own process).
+  state in ``--quick`` and after it in full mode (each one's CPU is read from its own
+  process).
 
 Phases: apply N monitors as code (timed); steady state with one replica (checks/s,
 schedule lag p50/p99 as the target sees it: arrival minus the check's due time, CPU
-per check, peak RSS) with the
-baseline beside it (its CPU per request); two replicas (duplicate checks, while
+per check, peak RSS) and the baseline (its CPU per request); two replicas (duplicate checks, while
 one target path is switched down: detection time to ``monitor.down`` on the
 broker, and create/list latency with N monitors present); bytes stored per
 result row times the checks a monitor makes in a day at 60 s; restart of every
@@ -286,19 +286,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             phases["apply"] = round(time.monotonic() - phase_start, 1)
             # steady state, one replica (the first checks are spread over an interval), and
-            # the bare loop beside it for as long, against the same target; each's CPU is
-            # read from its own process
+            # the bare loop against the same target: beside it in --quick (to finish in a
+            # minute), after it in full mode; each's CPU is read from its own process
             await asyncio.sleep(min(interval_s, 3.0))
             rows0, size0 = await result_storage(engine)
-            async with subprocess(
-                "--baseline", base, str(n), str(interval_s), str(steady_s)
-            ) as baseline:
+            baseline_args = ("--baseline", base, str(n), str(interval_s), str(steady_s))
+            async with contextlib.AsyncExitStack() as beside:
+                if args.quick:
+                    baseline = await beside.enter_async_context(subprocess(*baseline_args))
                 await target.get("/_lags")
                 before = await target_stats(target)
                 cpu0 = process_cpu_s(one.process.pid)
                 await asyncio.sleep(steady_s)
                 cpu1 = process_cpu_s(one.process.pid)
                 after = await target_stats(target)
+                if not args.quick:
+                    baseline = await beside.enter_async_context(subprocess(*baseline_args))
                 assert baseline.stdout is not None
                 try:
                     line = await asyncio.wait_for(baseline.stdout.readline(), steady_s * 2 + 30)
