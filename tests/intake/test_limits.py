@@ -6,7 +6,8 @@ import asyncio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import Throwaway
+from intake.settings import Settings
+from tests.harness import Throwaway, eventually
 from tests.intake.helpers import Intake, dumps, running_intake, ticket_body
 
 
@@ -45,10 +46,11 @@ def _multipart(subject: str) -> tuple[bytes, bytes, str]:
     return head, tail, f"multipart/form-data; boundary={boundary}"
 
 
-async def test_uploads_beyond_the_cap_get_503_with_retry_after_and_others_proceed(
+async def test_uploads_beyond_the_memory_budget_get_503_with_retry_after_and_others_proceed(
     env: Throwaway,
 ) -> None:
-    async with running_intake(env, uploads_at_once=2, upload_wait_s=0.2) as intake:
+    largest = Settings().request_body_max_bytes  # what an upload without a length reserves
+    async with running_intake(env, upload_memory_bytes=2 * largest, upload_wait_s=0.2) as intake:
         release = asyncio.Event()
 
         async def slow_upload(subject: str) -> httpx.Response:
@@ -60,7 +62,7 @@ async def test_uploads_beyond_the_cap_get_503_with_retry_after_and_others_procee
             )
 
         holding = [asyncio.create_task(slow_upload(f"slow {i}")) for i in range(2)]
-        await asyncio.sleep(0.5)  # both hold an upload slot, mid-body
+        await _until_reserved(intake, 2 * largest)  # both mid-body, the budget spent
         head, tail, content_type = _multipart("one too many")
         refused = await intake.client.post(
             "/v1/tickets",
@@ -70,12 +72,13 @@ async def test_uploads_beyond_the_cap_get_503_with_retry_after_and_others_procee
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) > 0
         assert refused.headers["content-type"] == "application/problem+json"
-        # A JSON filing takes no upload slot.
+        # A JSON filing takes nothing from the upload budget.
         assert (
             await intake.client.post("/v1/tickets", json=ticket_body(), headers=intake.auth())
         ).is_success
         release.set()
         assert [(await task).status_code for task in holding] == [201, 201]
+        assert intake.app.state.upload_budget.reserved_bytes == 0
         again = await intake.client.post(
             "/v1/tickets",
             content=head + tail,
@@ -83,6 +86,42 @@ async def test_uploads_beyond_the_cap_get_503_with_retry_after_and_others_procee
         )
         assert again.status_code == 201, again.text
         assert await intake.count("ticket") == 4
+
+
+async def test_uploads_reserve_their_declared_length_so_many_small_ones_run_at_once(
+    env: Throwaway,
+) -> None:
+    budget = 1024 * 1024
+    async with running_intake(env, upload_memory_bytes=budget, upload_wait_s=0.2) as intake:
+        release = asyncio.Event()
+
+        async def small_upload(subject: str) -> httpx.Response:
+            head, tail, content_type = _multipart(subject)
+            length = str(len(head) + len(tail))
+            return await intake.client.post(
+                "/v1/tickets",
+                content=_SlowBody(head, tail, release),
+                headers={**intake.auth(), "Content-Type": content_type, "Content-Length": length},
+            )
+
+        holding = [asyncio.create_task(small_upload(f"small {i}")) for i in range(6)]
+        head, tail, content_type = _multipart("small 0")
+        await _until_reserved(intake, 6 * (len(head) + len(tail)))  # six at once, mid-body
+        # One that declares no length reserves the largest body: the whole budget.
+        unsized = await intake.client.post(
+            "/v1/tickets",
+            content=_SlowBody(head, tail, asyncio.Event()),
+            headers={**intake.auth(), "Content-Type": content_type},
+        )
+        assert unsized.status_code == 503, unsized.text
+        release.set()
+        assert [(await task).status_code for task in holding] == [201] * 6
+        assert intake.app.state.upload_budget.reserved_bytes == 0
+
+
+async def _until_reserved(intake: Intake, amount: int) -> None:
+    budget = intake.app.state.upload_budget
+    await eventually(lambda: budget.reserved_bytes == amount, timeout_s=10)
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

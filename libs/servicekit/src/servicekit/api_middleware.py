@@ -1,5 +1,6 @@
 """ASGI middleware for a service's HTTP API: bounded request headers, request metrics,
-and `Slots`, a cap on how many costly requests run at once.
+and `MemoryBudget`, a cap on the bytes that requests holding their bodies in memory may
+hold at once.
 
 Add both middlewares with `install_api_middleware(app, service=...)`:
 
@@ -110,38 +111,56 @@ class Busy(Problem):
     title = "Service unavailable"
 
 
-class Slots:
-    """At most `limit` holders at once; a request that finds none free within `wait_s`
-    is refused with 503 + Retry-After rather than queued (its body would wait in memory)."""
+class MemoryBudget:
+    """At most `total_bytes` reserved at once by requests that hold their bodies in memory.
 
-    def __init__(self, limit: int, *, wait_s: float = 0.0, what: str = "requests") -> None:
-        self.limit = limit
+    A request reserves what it may hold (`take(amount)`: its declared Content-Length, or
+    the largest body it may send when it declares none) before reading its body. One that
+    finds too little free within `wait_s` is refused with 503 + Retry-After rather than
+    queued (its body would wait in memory). A reservation over the whole budget is cut to
+    it, so the largest request allowed can still run, alone."""
+
+    def __init__(self, total_bytes: int, *, wait_s: float = 0.0, what: str = "requests") -> None:
+        self.total_bytes = total_bytes
         self.wait_s = wait_s
         self.what = what
-        self._free = asyncio.Semaphore(limit)
+        self._reserved = 0
+        self._changed = asyncio.Condition()
 
-    async def _acquire(self) -> bool:
-        if not self.wait_s:
-            if self._free.locked():
-                return False
-            await self._free.acquire()  # free: returns without yielding to another task
+    @property
+    def reserved_bytes(self) -> int:
+        """Bytes reserved now."""
+        return self._reserved
+
+    async def _reserve(self, amount: int) -> bool:
+        def fits() -> bool:
+            return self._reserved + amount <= self.total_bytes
+
+        async with self._changed:
+            if not fits():
+                if not self.wait_s:
+                    return False
+                try:
+                    async with asyncio.timeout(self.wait_s):
+                        await self._changed.wait_for(fits)
+                except TimeoutError:
+                    return False
+            self._reserved += amount
             return True
-        try:
-            async with asyncio.timeout(self.wait_s):
-                await self._free.acquire()
-        except TimeoutError:
-            return False
-        return True
 
     @contextlib.asynccontextmanager
-    async def take(self) -> AsyncIterator[None]:
-        """Hold one slot for the block; `Busy` if none frees up in time."""
-        if not await self._acquire():
+    async def take(self, amount: int) -> AsyncIterator[None]:
+        """Hold `amount` bytes of the budget for the block; `Busy` if they do not free up."""
+        amount = max(0, min(amount, self.total_bytes))
+        if not await self._reserve(amount):
             raise Busy(
-                f"{self.limit} {self.what} are being handled already; retry shortly",
-                limit=self.limit,
+                f"{self.what} in progress hold {self._reserved} of {self.total_bytes} bytes;"
+                " retry shortly",
+                limit_bytes=self.total_bytes,
             )
         try:
             yield
         finally:
-            self._free.release()
+            async with self._changed:
+                self._reserved -= amount
+                self._changed.notify_all()

@@ -9,7 +9,7 @@ from intake.handlers import HANDLERS
 from intake.schemas import ApiKeyCreate, ProductCreate, ProductUpdate, TicketCreate
 from intake.settings import Settings
 from intake.tickets import prune_idempotency_keys
-from servicekit.api_middleware import Slots, install_api_middleware
+from servicekit.api_middleware import MemoryBudget, install_api_middleware
 from servicekit.api_openapi import install_openapi
 from servicekit.runtime import create_service_app
 from servicekit.settings import ServiceSettings
@@ -36,8 +36,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         prunes={"idempotency keys": partial(prune_idempotency_keys, older_than_s=retention_s)},
         description=DESCRIPTION,
     )
-    app.state.upload_slots = Slots(
-        settings.uploads_at_once, wait_s=settings.upload_wait_s, what="uploads"
+    app.state.upload_budget = MemoryBudget(
+        settings.upload_memory_bytes, wait_s=settings.upload_wait_s, what="uploads"
     )
     install_api_middleware(
         app, service=settings.service_name, max_header_bytes=settings.max_header_bytes

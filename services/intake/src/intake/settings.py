@@ -16,10 +16,15 @@ class Settings(ServiceSettings):
     attachments_per_ticket: int = 10
     json_body_max_bytes: int = 1024 * 1024
     """Cap of a JSON body, and of the non-file parts of a multipart body."""
-    uploads_at_once: int = Field(default=4, ge=1)
-    """Multipart requests handled at once. A multipart body is held in memory (twice,
-    briefly, while it is stored) up to ``request_body_max_bytes``; with the defaults four
-    at once stay within a 512 MiB pod. More wait up to ``upload_wait_s``, then get 503."""
+    upload_memory_bytes: int = Field(default=160 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes that multipart uploads in progress may hold at once, counted in bytes, not
+    requests. A multipart body is held in memory (about twice at its peak, while it is
+    parsed and stored), so each upload reserves its declared Content-Length, or
+    ``request_body_max_bytes`` (about 101 MiB with the defaults) when it declares none,
+    before its body is read. With the default 160 MiB: many small uploads at once, one at
+    the largest size, and at most about 320 MiB at the peak, within a 512 MiB pod. An
+    upload that finds too little free waits up to ``upload_wait_s``, then gets 503 with
+    Retry-After."""
     upload_wait_s: float = Field(default=2.0, ge=0)
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     """Request headers above this in all are refused with 431."""

@@ -7,7 +7,7 @@ from fastapi import Depends, Header, Path, Request
 
 from intake.schemas import TICKET_REF_PATTERN, Slug
 from intake.settings import Settings
-from servicekit.api_middleware import Slots
+from servicekit.api_middleware import MemoryBudget
 from servicekit.api_openapi import error_responses
 from servicekit.auth import Principal, require_scope
 
@@ -18,10 +18,18 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-def upload_slots(request: Request) -> Slots:
-    """The cap on multipart uploads handled at once (built in `intake.app.create_app`)."""
-    slots: Slots = request.app.state.upload_slots
-    return slots
+def upload_budget(request: Request) -> MemoryBudget:
+    """The bytes uploads in progress may hold at once (built in `intake.app.create_app`)."""
+    budget: MemoryBudget = request.app.state.upload_budget
+    return budget
+
+
+def upload_reservation(request: Request, settings: Settings) -> int:
+    """What a multipart request may hold: its Content-Length (the server reads no more),
+    or the largest body allowed when it declares none."""
+    declared = request.headers.get("content-length", "")
+    largest = settings.request_body_max_bytes
+    return min(int(declared), largest) if declared.isdigit() else largest
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -20,7 +20,8 @@ from intake.api.deps import (
     SettingsDep,
     TicketRef,
     Writer,
-    upload_slots,
+    upload_budget,
+    upload_reservation,
 )
 from intake.errors import Unprocessable
 from intake.schemas import (
@@ -79,7 +80,7 @@ async def file_ticket(
         return _reply(filed)
     if media != "multipart/form-data":
         raise UnsupportedMediaType("send application/json or multipart/form-data")
-    async with upload_slots(request).take():
+    async with upload_budget(request).take(upload_reservation(request, settings)):
         body = await read_multipart(request, settings)
         if "ticket" not in body.fields:
             raise Unprocessable("ticket", "send the ticket as JSON in a form field named 'ticket'")
@@ -163,7 +164,7 @@ async def add_attachments(
     """Attach screenshots, PDFs or logs to a ticket (multipart, any file part)."""
     if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaType("send the files as multipart/form-data")
-    async with upload_slots(request).take():
+    async with upload_budget(request).take(upload_reservation(request, settings)):
         body = await read_multipart(request, settings)
         added = await tickets.add_attachments(
             session=session,
