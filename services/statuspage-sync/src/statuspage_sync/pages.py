@@ -6,6 +6,7 @@ again (`statuspage_sync.cache`). A page's address and products are published as
 ``statuspage.published`` whenever they change.
 """
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,13 +22,22 @@ from servicekit import catalogue
 from servicekit.outbox import publish
 from servicekit.problems import Conflict, NotFound, Unprocessable
 from statuspage_sync.models import component, component_group, component_status_span, status_page
-from statuspage_sync.schemas import ComponentCreate, GroupCreate, PageCreate, PageUpdate
+from statuspage_sync.schemas import (
+    SLUG_PATTERN,
+    ComponentCreate,
+    GroupCreate,
+    PageCreate,
+    PageUpdate,
+)
 from statuspage_sync.settings import Settings
 
 PRODUCER = "statuspage"
 VERSIONS_CHANNEL = "klaxon_statuspage_{schema}"
 """NOTIFY channel of page versions; the payload is ``<slug>:<version>``, or ``*`` to reload."""
 
+
+SLUG = re.compile(SLUG_PATTERN)
+"""What a page's slug looks like."""
 
 TOUCHED = "statuspage_touched"
 """``session.info`` key: the pages (slug -> version) the session's transaction changed."""
@@ -106,7 +116,10 @@ async def write_unique(session: AsyncSession, stmt: Executable, conflict: str) -
 
 
 async def get_page(session: AsyncSession, slug: str, *, lock: bool = False) -> Any:
-    """The page row by slug; 404 if none."""
+    """The page row by slug; 404 if none (a string that cannot be a slug, with a NUL say,
+    is not sent to the database)."""
+    if not SLUG.fullmatch(slug):
+        raise PageNotFound(f"no status page {slug!r}")
     query = select(status_page).where(status_page.c.slug == slug)
     if lock:
         query = query.with_for_update()

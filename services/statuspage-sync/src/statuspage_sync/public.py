@@ -13,6 +13,7 @@ import logging
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from statuspage_sync.cache import PageCache, Rendered
+from statuspage_sync.pages import SLUG
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class PublicPages:
         slug, slash, rest = scope["path"][len(PREFIX) :].partition("/")
         if scope["method"] not in ("GET", "HEAD"):
             await _send(send, 405, b"", "text/plain", [(b"allow", b"GET, HEAD")], scope)
+            return
+        if slug and not SLUG.fullmatch(slug):  # not a slug (a CR, LF, ...): never echoed back
+            await _send(send, 404, _NOT_FOUND, "application/problem+json", [], scope)
             return
         if slug and not slash:
             location = f"{root}/{slug}/".encode()

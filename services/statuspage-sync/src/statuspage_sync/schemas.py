@@ -1,5 +1,6 @@
 """Request and response models of the admin API (``/v1``)."""
 
+import unicodedata
 import uuid
 import zoneinfo
 from datetime import datetime
@@ -20,9 +21,35 @@ from contracts.common import ComponentStatus
 from contracts.statuspage import IncidentImpact, IncidentStatus
 from servicekit.api import UtcDatetime
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,59}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,59}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+_LINE_CONTROLS = frozenset("\t\n\r")
+
+
+def _one_line(value: str) -> str:
+    if any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    # NUL cannot be stored, and no control character but tab and line breaks fits in XML feeds
+    if any(unicodedata.category(c) == "Cc" and c not in _LINE_CONTROLS for c in value):
+        raise ValueError("must not contain control characters other than tab and line breaks")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_one_line),
+]
+Body = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20000),
+    AfterValidator(_text),
+]
+Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
 
 
 def _time_zone(value: str) -> str:
@@ -81,7 +108,7 @@ class GroupCreate(_Input):
     """A new component group."""
 
     name: Name
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
     position: int = Field(default=0, ge=0, le=10000)
 
 
@@ -90,7 +117,7 @@ class GroupUpdate(_Input):
     null name or position; a null description clears it."""
 
     name: Name | None = None
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
     position: int | None = Field(default=None, ge=0, le=10000)
 
 
@@ -107,7 +134,7 @@ class ComponentCreate(_Input):
     """A new component; a monitor feeds it if listed, or if it is of the component's product."""
 
     name: Name
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
     group_id: uuid.UUID | None = None
     position: int = Field(default=0, ge=0, le=10000)
     only_show_if_degraded: bool = False
@@ -120,7 +147,7 @@ class ComponentUpdate(_Input):
     field that cannot be empty; a null description, group_id or product clears it."""
 
     name: Name | None = None
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = None
     group_id: uuid.UUID | None = None
     position: int | None = Field(default=None, ge=0, le=10000)
     only_show_if_degraded: bool | None = None
