@@ -70,7 +70,8 @@ async def test_of_two_racing_updates_the_one_committed_last_is_the_newest(
         await update_product(session=first, slug="atomic-apps", data=ProductUpdate(active=False))
         await first.commit()
         retired_at = await first.scalar(changed_at)
-    assert retired_at is not None and renamed_at is not None
+    assert retired_at is not None
+    assert renamed_at is not None
     assert retired_at > renamed_at
 
 
