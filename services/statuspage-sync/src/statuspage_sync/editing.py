@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit import catalogue, timers
@@ -20,30 +20,25 @@ CANCELLED = "The scheduled maintenance was cancelled."
 """The notice a cancelled maintenance closes with."""
 
 
-async def _group(session: AsyncSession, page: Any, group_id: uuid.UUID) -> Any:
+async def _row_of_page(
+    session: AsyncSession, table: Table, page: Any, row_id: uuid.UUID, what: str
+) -> Any:
     row = (
         await session.execute(
-            select(component_group).where(
-                component_group.c.id == group_id, component_group.c.status_page_id == page.id
-            )
+            select(table).where(table.c.id == row_id, table.c.status_page_id == page.id)
         )
     ).first()
     if row is None:
-        raise NotFound(f"no component group {group_id} on {page.slug!r}")
+        raise NotFound(f"no {what} {row_id} on {page.slug!r}")
     return row
+
+
+async def _group(session: AsyncSession, page: Any, group_id: uuid.UUID) -> Any:
+    return await _row_of_page(session, component_group, page, group_id, "component group")
 
 
 async def _component(session: AsyncSession, page: Any, component_id: uuid.UUID) -> Any:
-    row = (
-        await session.execute(
-            select(component).where(
-                component.c.id == component_id, component.c.status_page_id == page.id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no component {component_id} on {page.slug!r}")
-    return row
+    return await _row_of_page(session, component, page, component_id, "component")
 
 
 async def update_group(
