@@ -33,13 +33,12 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         opens the product's page or joins it."""
         if payload.severity != Severity.CRITICAL:
             return
-        known = await session.scalar(
-            select(page_ticket.c.page_id).where(page_ticket.c.ticket_id == payload.ticket_id)
+        known, row = await paging.grouped_or_monitor_page(
+            session, payload.ticket_id, payload.product.slug
         )
         if known is not None:  # already grouped (its overdue deadline may have come first)
             await fill_number(session, payload)
             return
-        row = await paging.open_monitor_page(session, payload.product.slug)
         opened = False
         if row is None:
             row, opened = await paging.trigger(
@@ -65,7 +64,21 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
                 return
         if opened:
             await paging.start(
-                session, settings, row, causation=envelope, ticket_ids=(payload.ticket_id,)
+                session,
+                settings,
+                row,
+                causation=envelope,
+                ticket_ids=(payload.ticket_id,),
+                # Just opened, in this transaction: this ticket is its only one, if added.
+                tickets=[
+                    {
+                        "number": payload.number,
+                        "subject": payload.subject[:300],
+                        "reporter_name": payload.reporter.name,
+                    }
+                ]
+                if added
+                else [],
             )
             return
         await timeline.note(

@@ -9,14 +9,14 @@ on the page's timeline, so a failing channel is visible while the ladder moves o
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.common import Person
 from contracts.notifier import Channel, PageNotified, ReporterAcknowledged
 from notifier import reporters, timeline
-from notifier.models import page, page_ticket
+from notifier.models import page, page_event, page_ticket
 from notifier.settings import Settings
 from servicekit.deliveries import Delivery, Outcome, OutcomeHandler
 from servicekit.outbox import publish
@@ -72,55 +72,79 @@ def make_outcome_handler(settings: Settings) -> OutcomeHandler:
                 f"{purpose} email to {payload['to']}: {outcome.result['skipped']}",
             )
             return
-        await timeline.note(
-            session, page_id, "delivered", f"{purpose} email accepted for {payload['to']}"
-        )
+        delivered: dict[str, Any] = {
+            "v_page_id": page_id,
+            "v_kind": "delivered",
+            "v_detail": f"{purpose} email accepted for {payload['to']}"[:4000],
+        }
         if purpose == "page":
-            await _first_notification(session, settings, page_id, payload)
+            await _first_notification(session, settings, payload, delivered)
         elif purpose == "reporter_ack":
-            await _reporter_acknowledged(session, page_id, payload)
+            await _reporter_acknowledged(session, page_id, payload, delivered)
+        else:
+            await timeline.note(session, page_id, "delivered", delivered["v_detail"])
 
     return on_email_outcome
 
 
+# Built once, with bound parameters (named unlike any column: an UPDATE takes a parameter
+# named like a column as a value to SET); each writes the timeline's `delivered` step too.
+_DELIVERED = (
+    insert(page_event)
+    .values(page_id=bindparam("v_page_id"), kind=bindparam("v_kind"), detail=bindparam("v_detail"))
+    .cte("delivered")
+)
+_NOTIFIED = select(
+    update(page)
+    .where(page.c.id == bindparam("v_page_id"), page.c.notified_at.is_(None))
+    .values(
+        notified_at=bindparam("v_notified_at"),
+        oncall_name=bindparam("v_oncall_name"),
+        oncall_email=bindparam("v_oncall_email"),
+    )
+    .returning(*page.c)
+    .cte("notified")
+).add_cte(_DELIVERED)
+_REPORTER_ACKNOWLEDGED = select(
+    update(page_ticket)
+    .where(
+        page_ticket.c.ticket_id == bindparam("v_ticket_id"),
+        page_ticket.c.reporter_acknowledged_at.is_(None),
+    )
+    .values(reporter_acknowledged_at=bindparam("v_acknowledged_at"))
+    .returning(page_ticket.c.reporter_name)
+    .cte("done")
+).add_cte(_DELIVERED)
+
+
 async def _first_notification(
-    session: AsyncSession, settings: Settings, page_id: uuid.UUID, payload: dict[str, Any]
+    session: AsyncSession,
+    settings: Settings,
+    payload: dict[str, Any],
+    delivered: dict[str, Any],
 ) -> None:
     """The page's first accepted on-call email: notified, and the reporters are told."""
-    row = (
-        await session.execute(
-            update(page)
-            .where(page.c.id == page_id, page.c.notified_at.is_(None))
-            .values(
-                notified_at=timeline.now(),
-                oncall_name=payload.get("person_name", "")[:200],
-                oncall_email=payload["to"],
-            )
-            .returning(*page.c)
-        )
-    ).first()
+    params = {
+        **delivered,
+        "v_notified_at": timeline.now(),
+        "v_oncall_name": payload.get("person_name", "")[:200],
+        "v_oncall_email": payload["to"],
+    }
+    row = (await session.execute(_NOTIFIED, params)).first()
     if row is None:
         return  # notified before: this was a later level, or the same level again
-    await publish_notified(session, row, await timeline.ticket_ids(session, page_id))
-    await reporters.acknowledge_reporters(session, settings, row)
+    loaded = await reporters.tickets_and_links(session, settings, row)
+    await publish_notified(session, row, tuple(t.ticket_id for t in loaded[0]))
+    await reporters.acknowledge_reporters(session, settings, row, loaded=loaded)
 
 
 async def _reporter_acknowledged(
-    session: AsyncSession, page_id: uuid.UUID, payload: dict[str, Any]
+    session: AsyncSession, page_id: uuid.UUID, payload: dict[str, Any], delivered: dict[str, Any]
 ) -> None:
     ticket_id = uuid.UUID(payload["ticket_id"])
     at = timeline.now()
-    done = (
-        await session.execute(
-            update(page_ticket)
-            .where(
-                page_ticket.c.ticket_id == ticket_id,
-                page_ticket.c.reporter_acknowledged_at.is_(None),
-            )
-            .values(reporter_acknowledged_at=at)
-            .returning(page_ticket.c.reporter_name)
-        )
-    ).first()
+    params = {**delivered, "v_ticket_id": ticket_id, "v_acknowledged_at": at}
+    done = (await session.execute(_REPORTER_ACKNOWLEDGED, params)).first()
     if done is None:
         return
     await publish(

@@ -14,8 +14,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, Text, bindparam, cast, func, literal_column, select, text, true, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
@@ -32,27 +32,58 @@ from notifier.oncall import SENDABLE_CHANNELS, Contact, target_person
 from notifier.settings import Settings
 from servicekit import timers
 from servicekit.deliveries import enqueue
+from servicekit.logging import current_correlation
 from servicekit.outbox import publish
 
 ESCALATE = "escalate"
 """Timer kind of a page's ladder; its key is the page id."""
 
 
-async def choose_policy(session: AsyncSession, product_slug: str) -> dict[str, Any]:
-    """The product's escalation policy, else the default one, as a page keeps it."""
-    row = (
-        await session.execute(
-            select(escalation_policy)
-            .where(
-                (escalation_policy.c.product_slug == product_slug) | escalation_policy.c.is_default
-            )
-            .order_by(escalation_policy.c.is_default)
-            .limit(1)
+_NO_POLICY: dict[str, Any] = {"id": None, "name": None, "repeat": 0, "levels": []}
+
+# The hot path's statements are built once, with bound parameters: building them per call
+# (their subqueries' column proxies) cost more CPU than running them.
+_SLUG = bindparam("product_slug", type_=page.c.product_slug.type)
+_TICKET = bindparam("ticket_id", type_=page_ticket.c.ticket_id.type)
+
+_POLICY = func.coalesce(
+    select(
+        func.jsonb_build_object(
+            "id",
+            cast(escalation_policy.c.id, Text),
+            "name",
+            escalation_policy.c.name,
+            "repeat",
+            escalation_policy.c.repeat,
+            "levels",
+            escalation_policy.c.levels,
         )
-    ).first()
-    if row is None:
-        return {"id": None, "name": None, "repeat": 0, "levels": []}
-    return {"id": str(row.id), "name": row.name, "repeat": row.repeat, "levels": row.levels}
+    )
+    .where((escalation_policy.c.product_slug == _SLUG) | escalation_policy.c.is_default)
+    .order_by(escalation_policy.c.is_default)
+    .limit(1)
+    .scalar_subquery(),
+    cast(_NO_POLICY, JSONB),
+)
+"""The product's escalation policy, else the default one, as a page keeps it."""
+
+_OPEN = insert(page).values(
+    id=bindparam("id"),
+    dedup_key=bindparam("dedup_key"),
+    product_slug=_SLUG,
+    product_name=bindparam("product_name"),
+    source=bindparam("source"),
+    summary=bindparam("summary"),
+    urgency=bindparam("urgency"),
+    policy=_POLICY,
+)
+_TRIGGER = _OPEN.on_conflict_do_update(
+    index_elements=[page.c.dedup_key],
+    # Written out, not bound: Postgres must see that it implies the index's predicate,
+    # which it cannot prove of a parameter once a generic plan is used.
+    index_where=text("state <> 'resolved'"),
+    set_={"dedup_key": _OPEN.excluded.dedup_key},
+).returning(*page.c, literal_column("(xmax = 0)").label("opened"))
 
 
 async def trigger(
@@ -65,45 +96,52 @@ async def trigger(
     urgency: Urgency,
 ) -> tuple[Row[Any], bool]:
     """Open a page for `dedup_key`, or join the open one; returns it (locked for this
-    transaction) and whether it was opened now."""
-    policy = await choose_policy(session, product.slug)
-    stmt = insert(page).values(
-        id=uuid.uuid4(),
-        dedup_key=dedup_key,
-        product_slug=product.slug,
-        product_name=product.name,
-        source=source.value,
-        summary=summary[:2000],
-        urgency=urgency.value,
-        policy=policy,
-    )
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[page.c.dedup_key],
-        # Written out, not bound: Postgres must see that it implies the index's predicate,
-        # which it cannot prove of a parameter once a generic plan is used.
-        index_where=text("state <> 'resolved'"),
-        set_={"dedup_key": stmt.excluded.dedup_key},
-    ).returning(*page.c, literal_column("(xmax = 0)").label("opened"))
-    row = (await session.execute(upsert)).one()
+    transaction) and whether it was opened now. The escalation policy is copied by the
+    same statement."""
+    params = {
+        "id": uuid.uuid4(),
+        "dedup_key": dedup_key,
+        "product_slug": product.slug,
+        "product_name": product.name,
+        "source": source.value,
+        "summary": summary[:2000],
+        "urgency": urgency.value,
+    }
+    row = (await session.execute(_TRIGGER, params)).one()
     return row, bool(row.opened)
 
 
-async def open_monitor_page(session: AsyncSession, product_slug: str) -> Row[Any] | None:
-    """The oldest open page a monitor opened for the product (locked), if any: a CRITICAL
-    ticket about the same outage joins it rather than paging again."""
-    return (
-        await session.execute(
-            select(page)
-            .where(
-                page.c.product_slug == product_slug,
-                page.c.state != "resolved",
-                page.c.source == PageSource.MONITOR.value,
-            )
-            .order_by(page.c.opened_at)
-            .limit(1)
-            .with_for_update()
-        )
-    ).first()
+_GROUPED = select(page_ticket.c.page_id).where(page_ticket.c.ticket_id == _TICKET)
+_MONITOR_PAGE = (
+    select(page)
+    .where(
+        page.c.product_slug == _SLUG,
+        page.c.state != "resolved",
+        page.c.source == PageSource.MONITOR.value,
+        ~_GROUPED.exists(),
+    )
+    .order_by(page.c.opened_at)
+    .limit(1)
+    .with_for_update()
+    .subquery("monitor_page")
+    .lateral()
+)
+_GROUPED_OR_MONITOR_PAGE = select(
+    _GROUPED.scalar_subquery().label("grouped_page_id"), *_MONITOR_PAGE.c
+).select_from(
+    select(literal_column("1").label("one")).subquery("one").outerjoin(_MONITOR_PAGE, true())
+)
+
+
+async def grouped_or_monitor_page(
+    session: AsyncSession, ticket_id: uuid.UUID, product_slug: str
+) -> tuple[uuid.UUID | None, Row[Any] | None]:
+    """In one query: the page a ticket is already grouped into, if any; else the oldest
+    open page a monitor opened for its product (locked), if any: a CRITICAL ticket about
+    the same outage joins it rather than paging again."""
+    params = {"ticket_id": ticket_id, "product_slug": product_slug}
+    row = (await session.execute(_GROUPED_OR_MONITOR_PAGE, params)).one()
+    return row.grouped_page_id, (row if row.id is not None else None)
 
 
 async def start(
@@ -114,18 +152,23 @@ async def start(
     causation: Envelope | None,
     ticket_ids: tuple[uuid.UUID, ...] = (),
     monitor_ids: tuple[uuid.UUID, ...] = (),
+    tickets: list[dict[str, Any]] | None = None,
 ) -> None:
     """A page just opened (with `ticket_ids` on it): record it, publish ``page.opened``,
-    notify level 1 and set the ladder's timer (high urgency only)."""
+    notify level 1 and set the ladder's timer (high urgency only). `tickets`: the page's
+    tickets (number, subject, reporter_name) if the caller knows them.
+
+    The timeline's steps and ``page.opened`` are written by one statement."""
     levels = row.policy["levels"]
-    await timeline.note(
-        session,
-        row.id,
-        "opened",
-        f"{row.source}: {row.summary} (policy {row.policy['name'] or 'none'}, {row.urgency} urgency)",
-    )
-    await publish(
-        session,
+    notes = [
+        (
+            row.id,
+            "opened",
+            f"{row.source}: {row.summary} (policy {row.policy['name'] or 'none'},"
+            f" {row.urgency} urgency)",
+        )
+    ]
+    opened = Envelope.wrap(
         PageOpened(
             page_id=row.id,
             product=timeline.product_of(row),
@@ -138,8 +181,10 @@ async def start(
         ),
         producer=timeline.PRODUCER,
         causation=causation,
+        correlation_id=None if causation else current_correlation(),
     )
-    await notify(session, settings, row, level=1, round_=1)
+    await notify(session, settings, row, level=1, round_=1, tickets=tickets, notes=notes)
+    await timeline.write_notes(session, notes, event=opened)
     if row.urgency == Urgency.HIGH and levels:
         await _set_timer(session, row.id, levels, level=1, round_=1)
 
@@ -186,33 +231,55 @@ async def notify(
     round_: int,
     reason: str = "",
     step: str = "",
+    tickets: list[dict[str, Any]] | None = None,
+    notes: list[tuple[uuid.UUID, str, str]] | None = None,
 ) -> Contact | None:
     """Queue the notifications of one level of a page's ladder; returns whom they reach.
 
     `step` tells apart notifications of one level and round that are meant to repeat (a
-    deadline escalating to the top level again)."""
+    deadline escalating to the top level again). `tickets`: the page's tickets if the
+    caller knows them (else read here). `notes`: where to append the timeline's steps for
+    the caller to write (else written here)."""
+    pending: list[tuple[uuid.UUID, str, str]] = [] if notes is None else notes
+    who = await _notify(session, settings, row, level, round_, reason, step, tickets, pending)
+    if notes is None and pending:
+        await timeline.write_notes(session, pending)
+    return who
+
+
+async def _notify(
+    session: AsyncSession,
+    settings: Settings,
+    row: Row[Any],
+    level: int,
+    round_: int,
+    reason: str,
+    step: str,
+    tickets: list[dict[str, Any]] | None,
+    notes: list[tuple[uuid.UUID, str, str]],
+) -> Contact | None:
     levels = row.policy["levels"]
     if not levels:
-        await timeline.note(session, row.id, "nobody", "no escalation policy: nobody to notify")
+        notes.append((row.id, "nobody", "no escalation policy: nobody to notify"))
         return None
     who = await target_person(session, levels[level - 1], timeline.now())
     if who is None:
-        await timeline.note(session, row.id, "nobody", f"level {level}: nobody on call")
+        notes.append((row.id, "nobody", f"level {level}: nobody on call"))
         return None
-    tickets = (
-        await session.execute(
+    if tickets is None:
+        query = (
             select(page_ticket)
             .where(page_ticket.c.page_id == row.id)
             .order_by(page_ticket.c.joined_at)
             .limit(50)
         )
-    ).all()
+        tickets = [t._asdict() for t in (await session.execute(query)).all()]
     queued = []
     for channel, delay_s in who.rules:
         address = who.address(channel)
         if channel not in SENDABLE_CHANNELS or not address:
             why = "no sender for it yet" if address else f"{who.name} has no {channel} address"
-            await timeline.note(session, row.id, "not_sent", f"{channel} to {who.name}: {why}")
+            notes.append((row.id, "not_sent", f"{channel} to {who.name}: {why}"))
             continue
         key = f"page:{row.id}:r{round_}:l{level}:{who.id}:{channel}:{delay_s}"
         if step:
@@ -225,7 +292,7 @@ async def notify(
             "level": level,
             "round": round_,
             "reason": reason,
-            "tickets": [t._asdict() for t in tickets],
+            "tickets": tickets,
             "ack_url": links.action_url(
                 settings, page_id=row.id, action="acknowledge", person_id=who.id
             ),
@@ -255,11 +322,12 @@ async def notify(
         due_at = timeline.now() + timedelta(seconds=delay_s) if delay_s else None
         await enqueue(session, channel=channel, dedupe_key=key, payload=payload, due_at=due_at)
         queued.append(f"{channel}" + (f" after {delay_s} s" if delay_s else ""))
-    await timeline.note(
-        session,
-        row.id,
-        "notifying",
-        f"level {level} round {round_}: {who.name} by {', '.join(queued) or 'nothing'}",
+    notes.append(
+        (
+            row.id,
+            "notifying",
+            f"level {level} round {round_}: {who.name} by {', '.join(queued) or 'nothing'}",
+        )
     )
     return who
 

@@ -11,7 +11,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, any_, select
+from sqlalchemy import Row, String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier import emails, links
@@ -20,23 +21,57 @@ from notifier.settings import Settings
 from servicekit.deliveries import enqueue
 
 
+def _links_of(product_slug: Any) -> Any:
+    """(title, url) pairs of the active status pages covering a product, as one JSON array
+    (NULL if none does)."""
+    pair = func.json_build_array(
+        func.coalesce(func.nullif(status_page_link.c.title, ""), status_page_link.c.url),
+        status_page_link.c.url,
+    )
+    return (
+        select(func.json_agg(aggregate_order_by(pair, status_page_link.c.status_page)))
+        .where(any_(status_page_link.c.products) == product_slug, status_page_link.c.active)
+        .scalar_subquery()
+    )
+
+
+# Built once, with bound parameters (cheaper than building them per call).
+_TICKETS_AND_LINKS = (
+    select(page_ticket, _links_of(bindparam("product_slug", type_=String)).label("status_links"))
+    .where(page_ticket.c.page_id == bindparam("page_id"))
+    .order_by(page_ticket.c.joined_at, page_ticket.c.ticket_id)
+)
+_TICKET_AND_LINKS = _TICKETS_AND_LINKS.where(page_ticket.c.ticket_id == bindparam("only"))
+
+
+def _links(settings: Settings, raw: list[list[str]] | None) -> list[tuple[str, str]]:
+    return [(title, url) for title, url in raw or ()] or [
+        ("Status page", settings.default_status_page_url)
+    ]
+
+
 async def status_links(
     session: AsyncSession, settings: Settings, product_slug: str
 ) -> list[tuple[str, str]]:
     """(title, url) of the status pages covering a product; the default page if none does."""
-    rows = (
-        await session.execute(
-            select(status_page_link.c.title, status_page_link.c.url)
-            .where(
-                any_(status_page_link.c.products) == product_slug,
-                status_page_link.c.active,
-            )
-            .order_by(status_page_link.c.status_page)
-        )
-    ).all()
-    return [(r.title or r.url, r.url) for r in rows] or [
-        ("Status page", settings.default_status_page_url)
-    ]
+    return _links(settings, await session.scalar(select(_links_of(product_slug))))
+
+
+async def tickets_and_links(
+    session: AsyncSession,
+    settings: Settings,
+    page_row: Row[Any],
+    *,
+    only: uuid.UUID | None = None,
+) -> tuple[list[Row[Any]], list[tuple[str, str]]]:
+    """The page's tickets in the order they joined (or ticket `only`) and the status-page
+    links of its product, in one query."""
+    params: dict[str, Any] = {"page_id": page_row.id, "product_slug": page_row.product_slug}
+    query = _TICKETS_AND_LINKS
+    if only is not None:
+        query, params["only"] = _TICKET_AND_LINKS, only
+    tickets = list((await session.execute(query, params)).all())
+    return tickets, _links(settings, tickets[0].status_links if tickets else None)
 
 
 def _context(
@@ -61,20 +96,18 @@ async def acknowledge_reporters(
     page_row: Row[Any],
     *,
     only: uuid.UUID | None = None,
+    loaded: tuple[list[Row[Any]], list[tuple[str, str]]] | None = None,
 ) -> int:
     """Queue the acknowledgement email of every ticket on the page not yet sent one (or of
-    ticket `only`); returns how many were queued now."""
-    query = select(page_ticket).where(
-        page_ticket.c.page_id == page_row.id, page_ticket.c.reporter_acknowledged_at.is_(None)
-    )
-    if only is not None:
-        query = query.where(page_ticket.c.ticket_id == only)
-    tickets = (await session.execute(query)).all()
-    if not tickets:
-        return 0
-    links = await status_links(session, settings, page_row.product_slug)
+    ticket `only`); returns how many were queued now. `loaded`: the page's tickets and
+    links as `tickets_and_links` gave them, if the caller has them already."""
+    if loaded is None:
+        loaded = await tickets_and_links(session, settings, page_row, only=only)
+    tickets, links = loaded
     queued = 0
     for ticket in tickets:
+        if ticket.reporter_acknowledged_at is not None or (only and ticket.ticket_id != only):
+            continue
         key = f"reporter-ack:{ticket.ticket_id}"
         payload = emails.render(
             settings,

@@ -1,16 +1,21 @@
 """A page's timeline and the page as use cases read it."""
 
+import functools
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Insert, Row, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import Envelope
 from contracts.common import Person, ProductRef
 from notifier.models import page, page_event, page_ticket
 from notifier.settings import Settings
+from servicekit.outbox import OUTBOX_VALUES, outbox_params
+from servicekit.tables import outbox_event
 
 PRODUCER = "notifier"
 
@@ -20,11 +25,40 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=32)
+def _notes_stmt(count: int, with_event: bool) -> Insert:
+    stmt = insert(page_event).values(
+        [
+            {
+                "page_id": bindparam(f"p{i}"),
+                "kind": bindparam(f"k{i}"),
+                "detail": bindparam(f"d{i}"),
+            }
+            for i in range(count)
+        ]
+    )
+    if with_event:
+        stmt = stmt.add_cte(insert(outbox_event).values(OUTBOX_VALUES).cte("event"))
+    return stmt
+
+
+async def write_notes(
+    session: AsyncSession,
+    steps: Sequence[tuple[uuid.UUID, str, str]],
+    *,
+    event: Envelope | None = None,
+) -> None:
+    """Add several (page, kind, detail) steps, in this order, and queue `event` in the
+    outbox, with one statement (built once per number of steps)."""
+    params: dict[str, Any] = outbox_params(event) if event is not None else {}
+    for i, (page_id, kind, detail) in enumerate(steps):
+        params.update({f"p{i}": page_id, f"k{i}": kind, f"d{i}": detail[:4000]})
+    await session.execute(_notes_stmt(len(steps), event is not None), params)
+
+
 async def note(session: AsyncSession, page_id: uuid.UUID, kind: str, detail: str = "") -> None:
     """Add a step to a page's timeline."""
-    await session.execute(
-        insert(page_event).values(page_id=page_id, kind=kind, detail=detail[:4000])
-    )
+    await write_notes(session, [(page_id, kind, detail)])
 
 
 async def locked_page(session: AsyncSession, page_id: uuid.UUID) -> Row[Any] | None:
