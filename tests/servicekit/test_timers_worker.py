@@ -138,6 +138,25 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_retried(env: Throwawa
         assert await _notes(runtime) == ["stuck:k"]  # the cut-off attempt was rolled back
 
 
+async def test_a_handlers_own_timeout_error_is_recorded_as_its_error(env: Throwaway) -> None:
+    """A TimeoutError the handler raises itself (a provider that timed out) is not the
+    worker's deadline: the timer keeps the handler's own error for diagnosis."""
+    settings = await prepared(env, timer_handler_timeout_s=5.0, timer_retry_base_s=30.0)
+
+    async def provider_timed_out(session: AsyncSession, due: DueTimer) -> None:
+        raise TimeoutError("the SMS provider did not answer within 10 s")
+
+    async with running(settings, timer_handlers={"sms": provider_timed_out}) as runtime:
+        await _schedule_now(runtime, "sms", ["k"])
+
+        async def recorded() -> str | None:
+            async with runtime.sessions() as session:
+                return await session.scalar(select(timer.c.last_error))
+
+        await eventually(recorded)
+        assert await recorded() == "TimeoutError: the SMS provider did not answer within 10 s"
+
+
 async def _timer_gone(runtime: Runtime, key: str) -> bool:
     async with runtime.sessions() as session:
         return not (await session.scalars(select(timer.c.id).where(timer.c.key == key))).all()

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from servicekit.deliveries import (
 )
 from servicekit.logging import correlation_id
 from servicekit.reconnect import run_forever
+from servicekit.retry import backoff_s, error_text
 from servicekit.settings import ServiceSettings
 from servicekit.tables import delivery
 
@@ -37,34 +37,23 @@ log = logging.getLogger(__name__)
 OUTCOME_HANDLER_TRIES = 3
 """Transactions an outcome handler may fail before the outcome is recorded without it."""
 
-_MAX_ERROR_CHARS = 2000
 STOP_GRACE_S = 2.0
 """How long a stopping worker waits for its sends in flight, within the 3 s
 `servicekit.runtime.Runtime.stop` gives its loops."""
 
-_MAX_BACKOFF_EXPONENT = 64
 _RECHECK_S = 0.05
 """Shortest wait between claims, so rows due but locked by another worker's claim
 (skipped for a moment) do not make the worker spin."""
-_JITTER = secrets.SystemRandom()
-
-
-def error_text(exc: BaseException) -> str:
-    """`exc` as text Postgres can store: no NUL, valid UTF-8, bounded length."""
-    try:
-        message = f"{type(exc).__name__}: {exc}"
-    except Exception:
-        message = type(exc).__name__
-    message = message.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    return message[:_MAX_ERROR_CHARS]
 
 
 def retry_delay_s(settings: ServiceSettings, attempts: int) -> float:
-    """Wait before the next attempt after `attempts` failed ones: from the upper half of
-    ``min(base * 2**(attempts - 1), max)``."""
-    exponent = min(max(attempts - 1, 0), _MAX_BACKOFF_EXPONENT)
-    ceiling = min(settings.delivery_retry_base_s * 2**exponent, settings.delivery_retry_max_s)
-    return float(ceiling / 2 + _JITTER.uniform(0, ceiling / 2))
+    """Wait before the next attempt after `attempts` failed ones, with jitter."""
+    return backoff_s(
+        attempts,
+        base_s=settings.delivery_retry_base_s,
+        max_s=settings.delivery_retry_max_s,
+        jitter=True,
+    )
 
 
 def _json_result(result: object) -> dict[str, Any] | None:

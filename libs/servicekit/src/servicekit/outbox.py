@@ -42,6 +42,7 @@ from servicekit import bus, metrics
 from servicekit.db import asyncpg_dsn, server_settings
 from servicekit.logging import current_correlation
 from servicekit.reconnect import run_forever
+from servicekit.retry import backoff_s
 from servicekit.settings import ServiceSettings
 from servicekit.tables import outbox_event
 
@@ -347,8 +348,9 @@ class Relay:
         for row, reason in refused:
             attempts = row["attempts"] + 1
             parked = attempts >= settings.relay_max_attempts
-            exponent = min(attempts - 1, 32)
-            delay_s = min(settings.relay_retry_base_s * 2**exponent, settings.relay_retry_max_s)
+            delay_s = backoff_s(
+                attempts, base_s=settings.relay_retry_base_s, max_s=settings.relay_retry_max_s
+            )
             log.warning(
                 "event %s (%s) %s; attempt %d of %d, %s",
                 row["event_id"],

@@ -42,16 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from servicekit import metrics
 from servicekit.reconnect import run_forever
+from servicekit.retry import backoff_s, error_text
 from servicekit.settings import ServiceSettings
 from servicekit.tables import timer
 
 log = logging.getLogger(__name__)
-
-_MAX_BACKOFF_EXPONENT = 64
-"""Doubling further changes no delay under any sane cap, and ``2**1024`` overflows a float."""
-
-_MAX_ERROR_CHARS = 2000
-"""Enough to diagnose a failure without letting one huge message bloat the timer row."""
 
 
 @dataclass(frozen=True)
@@ -105,24 +100,12 @@ async def cancel(session: AsyncSession, *, kind: str, key: str) -> bool:
 
 
 def _retry_delay(settings: ServiceSettings, attempts: int) -> timedelta:
-    """``min(base * 2**attempts, max)``, finite however many attempts have failed."""
-    exponent = min(max(attempts, 0), _MAX_BACKOFF_EXPONENT)
+    """The wait before the next try of a timer that has failed `attempts` times before."""
     return timedelta(
-        seconds=min(settings.timer_retry_base_s * 2**exponent, settings.timer_retry_max_s)
+        seconds=backoff_s(
+            attempts + 1, base_s=settings.timer_retry_base_s, max_s=settings.timer_retry_max_s
+        )
     )
-
-
-def _error_text(exc: BaseException) -> str:
-    """`exc` as text Postgres can store: no NUL, valid UTF-8, bounded length.
-
-    Handler errors often quote what a provider sent back, which may hold anything.
-    """
-    try:
-        message = f"{type(exc).__name__}: {exc}"
-    except Exception:
-        message = type(exc).__name__
-    message = message.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    return message[:_MAX_ERROR_CHARS]
 
 
 @dataclass(frozen=True)
@@ -270,17 +253,22 @@ class TimerWorker:
         due = claim.due
         timeout_s = self.settings.timer_handler_timeout_s
         outcome = "done"
+        deadline = asyncio.timeout(timeout_s)
         try:
-            async with (
-                asyncio.timeout(timeout_s),
-                self.sessions() as session,
-                session.begin(),
-            ):
+            async with deadline, self.sessions() as session, session.begin():
                 await self.handlers[due.kind](session, due)
                 await session.execute(
                     _DELETE_CLAIMED, {"timer_id": due.id, "lease_until": claim.lease_until}
                 )
         except TimeoutError as exc:
+            if not deadline.expired():  # the handler's own TimeoutError: an ordinary failure
+                outcome = "failed"
+                log.exception(
+                    "timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1
+                )
+                await self._failed(claim, error_text(exc), exc)
+                metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, outcome).inc()
+                return
             outcome = "timed_out"
             log.warning(
                 "timer %s/%s timed out after %gs (attempt %d)",
@@ -293,7 +281,7 @@ class TimerWorker:
         except Exception as exc:
             outcome = "failed"
             log.exception("timer %s/%s failed (attempt %d)", due.kind, due.key, due.attempts + 1)
-            await self._failed(claim, _error_text(exc), exc)
+            await self._failed(claim, error_text(exc), exc)
         metrics.TIMERS_FIRED.labels(self.settings.service_name, due.kind, outcome).inc()
 
     async def _failed(self, claim: _Claim, error: str, exc: BaseException) -> None:
