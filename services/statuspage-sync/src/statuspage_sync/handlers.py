@@ -2,6 +2,8 @@
 the notifier are noted on them, product names are kept (`servicekit.catalogue`). Each runs in the consumer's transaction, never commits,
 and accepts events late, early and twice."""
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
@@ -39,10 +41,15 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         if payload.severity == Severity.CRITICAL:
             await deadlines.watch_report(session, settings, payload)
 
-    async def on_monitor_down(
-        session: AsyncSession, payload: MonitorWentDown, envelope: Envelope
+    async def apply(
+        session: AsyncSession,
+        payload: MonitorWentDown | MonitorDegraded | MonitorCameUp,
+        status: ComponentStatus,
+        *,
+        detail: str,
+        url: str | None,
+        at: datetime,
     ) -> None:
-        """A monitor is down: its components show a major outage."""
         await monitoring.verdict(
             session,
             settings,
@@ -50,24 +57,34 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             monitor_name=payload.monitor_name,
             product_slug=payload.product.slug,
             component_name=payload.component,
-            status=ComponentStatus.MAJOR_OUTAGE,
+            status=status,
+            detail=detail,
+            url=url,
+            at=at,
+        )
+
+    async def on_monitor_down(
+        session: AsyncSession, payload: MonitorWentDown, envelope: Envelope
+    ) -> None:
+        """A monitor is down: its components show a major outage."""
+        at = payload.confirmed_at or payload.down_since
+        await apply(
+            session,
+            payload,
+            ComponentStatus.MAJOR_OUTAGE,
             detail=payload.error,
             url=payload.url,
-            at=payload.confirmed_at or payload.down_since,
+            at=at,
         )
 
     async def on_monitor_degraded(
         session: AsyncSession, payload: MonitorDegraded, envelope: Envelope
     ) -> None:
         """A monitor answers slowly: its components show degraded performance."""
-        await monitoring.verdict(
+        await apply(
             session,
-            settings,
-            monitor_id=payload.monitor_id,
-            monitor_name=payload.monitor_name,
-            product_slug=payload.product.slug,
-            component_name=payload.component,
-            status=ComponentStatus.DEGRADED_PERFORMANCE,
+            payload,
+            ComponentStatus.DEGRADED_PERFORMANCE,
             detail=payload.error,
             url=payload.url,
             at=payload.degraded_since,
@@ -77,17 +94,8 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         session: AsyncSession, payload: MonitorCameUp, envelope: Envelope
     ) -> None:
         """A monitor passes again: its components follow, its incidents may resolve."""
-        await monitoring.verdict(
-            session,
-            settings,
-            monitor_id=payload.monitor_id,
-            monitor_name=payload.monitor_name,
-            product_slug=payload.product.slug,
-            component_name=payload.component,
-            status=ComponentStatus.OPERATIONAL,
-            detail="",
-            url=None,
-            at=payload.up_at,
+        await apply(
+            session, payload, ComponentStatus.OPERATIONAL, detail="", url=None, at=payload.up_at
         )
 
     handlers: dict[str, Handler] = {
