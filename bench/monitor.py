@@ -313,8 +313,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["expected_checks_per_s"] = round(n / interval_s, 1)
             figures["cpu_per_check_ms"] = round(1000 * (cpu1 - cpu0) / max(checks, 1), 3)
             # schedule lag as the target sees it: arrival minus the due time the check carries
-            figures["lag_p50_s"] = round(after["lag_p50_s"], 4)
-            figures["lag_p99_s"] = round(after["lag_p99_s"], 4)
+            figures["lag_p50_s"] = after["lag_p50_s"] and round(after["lag_p50_s"], 4)
+            figures["lag_p99_s"] = after["lag_p99_s"] and round(after["lag_p99_s"], 4)
             figures["peak_rss_mb"] = round(peak_rss_mb(one.process.pid), 1)
             figures["baseline_requests_per_s"] = round(bare["requests"] / steady_s, 1)
             if bare["requests"]:
@@ -333,7 +333,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await two.wait_ready()
             dup0 = (await target_stats(target))["duplicates"]
             async with one.client(headers=auth) as api:
-                figures["detect_s"] = await detection(env, target, auth)
+                try:
+                    figures["detect_s"] = await detection(env, target, auth)
+                except TimeoutError:
+                    figures["detect_s"] = None  # no monitor.down within a minute
                 figures["detect_bound_s"] = (
                     DETECT_INTERVAL_S + (DETECT_FAILURES - 1) * DETECT_RECHECK_S + 1.0
                 )
@@ -438,7 +441,7 @@ def targets_met(f: dict[str, Any]) -> dict[str, bool]:
         and f["cpu_per_check_ratio"] <= 3,
         "bytes_per_monitor_day_at_most_100kb": f["bytes_per_monitor_day"] <= 100_000,
         "no_duplicates": f["duplicate_checks"] == 0,
-        "detect_within_bound": f["detect_s"] <= f["detect_bound_s"],
+        "detect_within_bound": f["detect_s"] is not None and f["detect_s"] <= f["detect_bound_s"],
         "apply_under_30s": f["apply_s"] < 30,
         "create_list_p99_under_50ms": f["create_p99_ms"] < 50 and f["list_p99_ms"] < 50,
         "all_checked_within_interval": f["restart_checked"] >= f["monitors"]
