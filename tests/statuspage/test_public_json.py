@@ -135,6 +135,12 @@ async def test_responses_carry_etags_and_a_change_is_seen_by_every_replica(
     assert zipped.headers["vary"] == "Accept-Encoding"
     assert zipped.headers["etag"] != etag
     assert zipped.json() == first.json()  # httpx decompresses
+    for refusing in ("gzip;q=0", "br, gzip; q=0.0", "*;q=0", "gzip;q=0, *"):
+        plain = await statuspage.client.get(
+            "/status/canvas/api/v2/summary.json", headers={"Accept-Encoding": refusing}
+        )
+        assert "content-encoding" not in plain.headers, refusing
+        assert plain.headers["etag"] == etag
 
     cache = statuspage.app.state.page_cache
     renders = cache.renders

@@ -75,7 +75,7 @@ class PublicPages:
             if name == b"if-none-match":
                 match = value
             elif name == b"accept-encoding":
-                gzip_ok = b"gzip" in value
+                gzip_ok = accepts_gzip(value)
         body, etag = rendered.body, rendered.etag
         if gzip_ok:
             body, etag = rendered.gzipped, rendered.etag[:-1] + '-gz"'
@@ -95,6 +95,25 @@ class PublicPages:
                 await _send(send, 304, b"", None, headers, scope)
                 return
         await _send(send, 200, body, rendered.media_type, headers, scope)
+
+
+def accepts_gzip(header: bytes) -> bool:
+    """Whether an Accept-Encoding header accepts gzip: ``gzip`` (or, if it is not named,
+    ``*``) with a quality above 0."""
+    quality: dict[str, float] = {}
+    for item in header.decode("latin-1").lower().split(","):
+        coding, _, params = item.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[coding.strip()] = q
+    named = quality.get("gzip", quality.get("x-gzip"))
+    return (named if named is not None else quality.get("*", 0.0)) > 0
 
 
 async def _send(
