@@ -41,23 +41,25 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             return
         opened = False
         if row is None:
-            row, opened = await paging.trigger(
+            row, opened, added = await paging.trigger_for_ticket(
                 session,
                 dedup_key=f"product:{payload.product.slug}",
                 product=payload.product,
                 source=PageSource.TICKET,
                 summary=f"CRITICAL ticket {payload.number}: {payload.subject}",
                 urgency=Urgency.HIGH,
+                ticket=payload,
             )
-        added = await add_ticket(
-            session,
-            row.id,
-            ticket_id=payload.ticket_id,
-            number=payload.number,
-            reporter=payload.reporter,
-            subject=payload.subject,
-            filed_at=payload.filed_at,
-        )
+        else:
+            added = await add_ticket(
+                session,
+                row.id,
+                ticket_id=payload.ticket_id,
+                number=payload.number,
+                reporter=payload.reporter,
+                subject=payload.subject,
+                filed_at=payload.filed_at,
+            )
         if not added:  # grouped meanwhile by a concurrent overdue deadline
             await fill_number(session, payload)
             if not opened:

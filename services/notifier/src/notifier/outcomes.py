@@ -19,7 +19,9 @@ from notifier import reporters, timeline
 from notifier.models import page, page_event, page_ticket
 from notifier.settings import Settings
 from servicekit.deliveries import Delivery, Outcome, OutcomeHandler
-from servicekit.outbox import publish
+from servicekit.logging import current_correlation
+from servicekit.outbox import OUTBOX_VALUES, outbox_params, publish
+from servicekit.tables import outbox_event
 
 
 async def publish_notified(
@@ -105,7 +107,7 @@ _NOTIFIED = select(
     .returning(*page.c)
     .cte("notified")
 ).add_cte(_DELIVERED)
-_REPORTER_ACKNOWLEDGED = select(
+_ACKNOWLEDGED = (
     update(page_ticket)
     .where(
         page_ticket.c.ticket_id == bindparam("v_ticket_id"),
@@ -114,7 +116,22 @@ _REPORTER_ACKNOWLEDGED = select(
     .values(reporter_acknowledged_at=bindparam("v_acknowledged_at"))
     .returning(page_ticket.c.reporter_name)
     .cte("done")
-).add_cte(_DELIVERED)
+)
+_REPORTER_ACKNOWLEDGED = select(_ACKNOWLEDGED).add_cte(_DELIVERED)
+_REPORTER_ACKNOWLEDGED_PUBLISHED = _REPORTER_ACKNOWLEDGED.add_cte(
+    insert(outbox_event)
+    .from_select(
+        list(OUTBOX_VALUES),
+        select(
+            *(
+                bindparam(param.key, type_=outbox_event.c[column].type)
+                for column, param in OUTBOX_VALUES.items()
+            )
+        ).select_from(_ACKNOWLEDGED),
+    )
+    .cte("event")
+)
+"""The same, queuing ``page.reporter_acknowledged`` if the ticket was marked now."""
 
 
 async def _first_notification(
@@ -144,6 +161,19 @@ async def _reporter_acknowledged(
     ticket_id = uuid.UUID(payload["ticket_id"])
     at = timeline.now()
     params = {**delivered, "v_ticket_id": ticket_id, "v_acknowledged_at": at}
+    if payload.get("reporter_name"):  # the event is known beforehand: one statement
+        event = Envelope.wrap(
+            ReporterAcknowledged(
+                page_id=page_id,
+                ticket_id=ticket_id,
+                reporter=Person(name=payload["reporter_name"], email=payload["to"]),
+                sent_at=at,
+            ),
+            producer=timeline.PRODUCER,
+            correlation_id=current_correlation(),
+        )
+        await session.execute(_REPORTER_ACKNOWLEDGED_PUBLISHED, {**params, **outbox_params(event)})
+        return
     done = (await session.execute(_REPORTER_ACKNOWLEDGED, params)).first()
     if done is None:
         return

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.common import Person, ProductRef
+from contracts.intake import TicketFiled
 from contracts.notifier import (
     PageEscalated,
     PageOpened,
@@ -109,6 +110,70 @@ async def trigger(
     }
     row = (await session.execute(_TRIGGER, params)).one()
     return row, bool(row.opened)
+
+
+_TRIGGERED = _TRIGGER.cte("triggered")
+_GROUP_TICKET = (
+    insert(page_ticket)
+    .from_select(
+        [
+            "ticket_id",
+            "page_id",
+            "number",
+            "reporter_name",
+            "reporter_email",
+            "subject",
+            "filed_at",
+        ],
+        select(
+            _TICKET,
+            _TRIGGERED.c.id,
+            bindparam("number", type_=page_ticket.c.number.type),
+            bindparam("reporter_name", type_=page_ticket.c.reporter_name.type),
+            bindparam("reporter_email", type_=page_ticket.c.reporter_email.type),
+            bindparam("subject", type_=page_ticket.c.subject.type),
+            bindparam("filed_at", type_=page_ticket.c.filed_at.type),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(page_ticket.c.ticket_id)
+    .cte("grouped")
+)
+_TRIGGER_WITH_TICKET = select(
+    _TRIGGERED, select(_GROUP_TICKET.c.ticket_id).exists().label("added")
+).add_cte(_GROUP_TICKET)
+
+
+async def trigger_for_ticket(
+    session: AsyncSession,
+    *,
+    dedup_key: str,
+    product: ProductRef,
+    source: PageSource,
+    summary: str,
+    urgency: Urgency,
+    ticket: TicketFiled,
+) -> tuple[Row[Any], bool, bool]:
+    """`trigger`, grouping `ticket` into the page by the same statement; returns the page,
+    whether it was opened now and whether the ticket was added (False: it already is in
+    a page)."""
+    params = {
+        "id": uuid.uuid4(),
+        "dedup_key": dedup_key,
+        "product_slug": product.slug,
+        "product_name": product.name,
+        "source": source.value,
+        "summary": summary[:2000],
+        "urgency": urgency.value,
+        "ticket_id": ticket.ticket_id,
+        "number": ticket.number,
+        "reporter_name": ticket.reporter.name,
+        "reporter_email": ticket.reporter.email,
+        "subject": ticket.subject[:300],
+        "filed_at": ticket.filed_at,
+    }
+    row = (await session.execute(_TRIGGER_WITH_TICKET, params)).one()
+    return row, bool(row.opened), bool(row.added)
 
 
 _GROUPED = select(page_ticket.c.page_id).where(page_ticket.c.ticket_id == _TICKET)
