@@ -134,3 +134,24 @@ async def test_the_export_command_writes_every_page(env: Throwaway, tmp_path: Pa
             assert status["status"]["indicator"] == "none"
             page = await client.get(f"/{slug}/")
             assert "All Systems Operational" in page.text
+
+
+async def test_a_renamed_pages_old_copy_is_removed_from_the_export(
+    env: Throwaway, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    (export / "notes").mkdir(parents=True)  # not a page's copy: left alone
+    async with running_statuspage(env, export_dir=str(export)) as statuspage:
+        await statuspage.page()
+        await eventually(lambda: _summary(export) is not None, timeout_s=5)
+        renamed = await statuspage.client.patch(
+            "/v1/pages/canvas", json={"slug": "canvas-status"}, headers=statuspage.auth()
+        )
+        assert renamed.status_code == 200
+
+        def moved() -> bool:
+            new = export / "canvas-status" / "api" / "v2" / "summary.json"
+            return new.is_file() and not (export / "canvas").exists()
+
+        await eventually(moved, timeout_s=5)
+    assert (export / "notes").is_dir()

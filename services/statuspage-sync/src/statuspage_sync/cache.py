@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,8 @@ class PageCache:
         self._changed = asyncio.Event()
         self._exported: dict[str, int] = {}
         """The version of each page last rendered (and exported) by `_refresh_forever`."""
+        self._swept = False
+        """Whether the export directory was cleared of unknown pages since start-up."""
         self.renders = 0
         """How many times a page was rendered (each read the database once)."""
 
@@ -233,8 +236,24 @@ class PageCache:
                         "rendering %s failed; retrying on the next change", slug, exc_info=True
                     )
                     self._exported.pop(slug, None)
-            for slug in [s for s in self._exported if s not in self.versions]:
+            gone = [s for s in self._exported if s not in self.versions]
+            for slug in gone:
                 del self._exported[slug]
+            if directory is not None and (gone or not self._swept):
+                # a renamed page's old copy would otherwise go on showing its last state
+                await asyncio.to_thread(remove_unknown_pages, directory, set(self.versions))
+                self._swept = True
+
+
+def remove_unknown_pages(directory: Path, slugs: set[str]) -> None:
+    """Remove the exported copy of every page not in `slugs` (renamed away): only
+    directories named like a slug that hold an exported ``api/v2/summary.json``."""
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        exported = child / "api" / "v2" / "summary.json"
+        if child.name not in slugs and pages.SLUG.fullmatch(child.name) and exported.is_file():
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def write_page(directory: Path, slug: str, entry: Entry) -> None:
