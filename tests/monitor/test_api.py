@@ -184,3 +184,18 @@ async def test_a_product_announced_by_intake_can_be_monitored(
 
     await eventually(known, timeout_s=10)
     await service.create(**body)
+
+
+async def test_a_monitor_cannot_change_its_kind(service: Monitor, target: HttpTarget) -> None:
+    created = await service.create(name="web", url=f"{target.url}/")
+    body = {"name": "web", "product": "canvas-hosting", "kind": "heartbeat", "period_s": 60}
+    refused = await service.client.put(
+        f"/v1/monitors/{created['id']}", json=body, headers=service.auth()
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["field"] == "kind"
+    rows = await service.sql(
+        "SELECT kind, heartbeat_token FROM monitor WHERE id = CAST(:id AS uuid)", id=created["id"]
+    )
+    assert rows[0] == ("http", None)

@@ -97,3 +97,22 @@ async def test_apply_manages_patch_windows_too(env: Throwaway, target: HttpTarge
         assert again["patch_windows_updated"] == []
         pruned = await _apply(service, {"monitors": [], "patch_windows": []}, query="?prune=true")
         assert pruned["patch_windows_deleted"] == ["patch tuesday"]
+
+
+async def test_apply_refuses_to_change_a_monitors_kind(env: Throwaway, target: HttpTarget) -> None:
+    settings = await prepare(env)
+    async with running_monitor(settings) as service:
+        doc: list[dict[str, Any]] = [
+            {"name": "a", "product": "canvas-hosting", "url": f"{target.url}/a"},
+            {"name": "b", "product": "canvas-hosting", "url": f"{target.url}/b"},
+        ]
+        await _apply(service, doc)
+        doc[0]["url"] = f"{target.url}/changed"
+        doc[1] = {"name": "b", "product": "canvas-hosting", "kind": "heartbeat", "period_s": 60}
+        problem = await _apply(service, doc, status=422)
+        assert problem["errors"][0]["field"] == "monitors[1].kind"
+        rows = await service.sql("SELECT name, kind, target->>'url' FROM monitor ORDER BY name")
+        assert [tuple(r) for r in rows] == [
+            ("a", "http", f"{target.url}/a"),
+            ("b", "http", f"{target.url}/b"),
+        ]

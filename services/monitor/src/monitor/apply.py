@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.models import check_state, monitor, patch_window
-from monitor.monitors import Validator, apply_changes, columns, schedule_now
+from monitor.monitors import Validator, apply_changes, columns, keep_kind, schedule_now
 from monitor.schemas import ApplyDocument, ApplyResult, PatchWindowSpec
 from monitor.settings import Settings
 from monitor.windows import forget_window, schedule_close, validate_window
@@ -98,9 +98,11 @@ async def apply(
     plain: list[dict[str, Any]] = []
     toggled: list[tuple[uuid.UUID, Any, dict[str, Any]]] = []
     unchanged = 0
-    for spec in doc.monitors:
+    for i, spec in enumerate(doc.monitors):
         values = columns(spec, settings)
         current = existing.get(spec.name)
+        if current is not None:
+            keep_kind(current.kind, spec, where=f"monitors[{i}].")
         if current is None:
             row = {"id": uuid.uuid4(), **values, "state": "paused" if spec.paused else "pending"}
             row["heartbeat_token"] = secrets.token_urlsafe(24) if spec.kind == "heartbeat" else None

@@ -115,6 +115,17 @@ class Validator:
                 raise Unprocessable(f"{where}host", str(self._hosts[key]))
 
 
+def keep_kind(current_kind: str, spec: MonitorSpec, where: str = "") -> None:
+    """Refuse to turn a monitor into another kind: its per-region check states and
+    history belong to the kind it was made as (delete it and create a new one)."""
+    if spec.kind != current_kind:
+        raise Unprocessable(
+            f"{where}kind",
+            f"cannot change from {current_kind!r} to {spec.kind!r}; "
+            "delete the monitor and create a new one",
+        )
+
+
 def url_shape(url: str) -> str | None:
     """Why `url` is not an http(s) URL with a host (None if it is)."""
     try:
@@ -278,6 +289,7 @@ async def replace(
     ).first()
     if current is None:
         raise MonitorNotFound(f"no monitor {monitor_id}")
+    keep_kind(current.kind, spec)
     clash = await session.scalar(
         select(monitor.c.id).where(monitor.c.name == spec.name, monitor.c.id != monitor_id)
     )
