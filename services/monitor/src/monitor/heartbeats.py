@@ -4,7 +4,12 @@ A ping moves the heartbeat's deadline to now + period + grace; the scheduler jud
 the heartbeat when the deadline passes without one. ``?status=fail`` reports a
 failure at once: the monitor goes down in the ping's transaction (the job itself
 said so; there is nothing to re-check). Pings of one token closer together than
-``heartbeat_min_gap_s`` are refused (429), per process.
+``heartbeat_min_gap_s`` are refused (429).
+
+The limit is kept per process, in memory: with N replicas behind a load balancer a
+token may be pinged up to N times per gap, and a restart forgets it. That is the
+intended trade: the limit only shields the database from a runaway job (a ping is
+one indexed update), and a shared counter would cost a write per ping itself.
 """
 
 import time

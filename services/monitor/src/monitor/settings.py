@@ -46,7 +46,8 @@ class Settings(ServiceSettings):
     """Networks checks may reach although the address guard refuses them (e.g. 10.0.0.0/8)."""
 
     heartbeat_min_gap_s: float = 1.0
-    """Pings of one heartbeat closer together than this are refused with 429."""
+    """Pings of one heartbeat closer together than this are refused with 429 (counted per
+    process: N replicas admit up to N pings per gap)."""
     result_retention_s: float = 7 * 24 * 3600.0
     rollup_retention_s: float = 400 * 24 * 3600.0
     verification_settle_s: float = 5.0
