@@ -150,6 +150,9 @@ async def _first_notification(
     row = (await session.execute(_NOTIFIED, params)).first()
     if row is None:
         return  # notified before: this was a later level, or the same level again
+    # A statement of its own: it must see the tickets that joined while the update above
+    # waited for the page's lock (a joining ticket saw the page not yet notified), which
+    # a query inside that statement, on its snapshot, would miss.
     loaded = await reporters.tickets_and_links(session, settings, row)
     await publish_notified(session, row, tuple(t.ticket_id for t in loaded[0]))
     await reporters.acknowledge_reporters(session, settings, row, loaded=loaded)
