@@ -9,6 +9,9 @@ from sqlalchemy.exc import DBAPIError
 from monitor import apply as apply_uc
 from monitor import heartbeats, monitors, patch_windows, results
 from monitor.schemas import (
+    ONE_LINE,
+    SLUG,
+    TAG,
     ApplyResult,
     CheckResultRead,
     MonitorPage,
@@ -76,10 +79,11 @@ async def list_monitors(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: Annotated[
-        str | None, Query(max_length=200, description="next_after of the last page")
+        str | None,
+        Query(max_length=200, pattern=ONE_LINE, description="next_after of the last page"),
     ] = None,
-    product: Annotated[str | None, Query(max_length=100)] = None,
-    tag: Annotated[str | None, Query(max_length=50)] = None,
+    product: Annotated[str | None, Query(max_length=100, pattern=SLUG)] = None,
+    tag: Annotated[str | None, Query(max_length=50, pattern=TAG)] = None,
     state: Literal["pending", "up", "degraded", "down", "paused"] | None = None,
 ) -> MonitorPage:
     """Monitors by name, a page at a time."""
@@ -316,7 +320,7 @@ async def verification_runs(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: UtcDatetime | None = None,
-    product: Annotated[str | None, Query(max_length=100)] = None,
+    product: Annotated[str | None, Query(max_length=100, pattern=SLUG)] = None,
 ) -> list[VerificationRunRead]:
     """Every patch window's verdict per product, newest first, with its evidence."""
     return await patch_windows.runs(session, limit=limit, before=before, product=product)
@@ -332,7 +336,7 @@ async def verification_runs_csv(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     before: UtcDatetime | None = None,
-    product: Annotated[str | None, Query(max_length=100)] = None,
+    product: Annotated[str | None, Query(max_length=100, pattern=SLUG)] = None,
 ) -> Response:
     """The verification runs as CSV, for an auditor."""
     items = await patch_windows.runs(session, limit=limit, before=before, product=product)

@@ -5,11 +5,38 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Tag = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.:-]+$")]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    # NUL cannot be stored in Postgres text or jsonb; CR/LF would inject header lines
+    if _CONTROL.search(value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+OneLine = AfterValidator(_one_line)
+Name = Annotated[str, Field(min_length=1, max_length=200), OneLine]
+SLUG = r"^[a-z0-9][a-z0-9-]*$"
+TAG = r"^[A-Za-z0-9_.:-]+$"
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=SLUG)]
+Tag = Annotated[str, Field(min_length=1, max_length=50, pattern=TAG)]
 Region = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Kind = Literal["http", "tcp", "heartbeat"]
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -40,23 +67,24 @@ class MonitorSpec(BaseModel):
 
     name: Name
     product: Slug
-    component: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    component: Annotated[str, Field(min_length=1, max_length=200), OneLine] | None = None
     kind: Kind = "http"
-    url: Annotated[str, Field(max_length=2000)] | None = None
+    url: Annotated[str, Field(max_length=2000), OneLine] | None = None
     method: Method = "GET"
-    headers: dict[str, Annotated[str, Field(max_length=1000)]] = Field(
-        default_factory=dict, max_length=50
-    )
-    body: Annotated[str, Field(max_length=100_000)] | None = None
+    headers: dict[
+        Annotated[str, Field(min_length=1, max_length=200), OneLine],
+        Annotated[str, Field(max_length=1000), OneLine],
+    ] = Field(default_factory=dict, max_length=50)
+    body: Annotated[str, Field(max_length=100_000), AfterValidator(_no_nul)] | None = None
     expected_status: list[str] = Field(default_factory=lambda: ["200-399"], min_length=1)
-    keyword: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    keyword: Annotated[str, Field(min_length=1, max_length=500), OneLine] | None = None
     keyword_absent: bool = False
     """True: the keyword must NOT appear (e.g. "error")."""
     degraded_ms: Annotated[int, Field(ge=1, le=600_000)] | None = None
     follow_redirects: bool = True
     verify_tls: bool = True
     cert_warn_days: Annotated[int, Field(ge=0, le=365)] = 14
-    host: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    host: Annotated[str, Field(min_length=1, max_length=253), OneLine] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     period_s: Annotated[float, Field(ge=1, le=366 * 86400)] | None = None
     grace_s: Annotated[float, Field(ge=0, le=86400)] = 0
@@ -148,8 +176,8 @@ class PatchWindowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    cron: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    cron: Annotated[str, Field(min_length=1, max_length=200), OneLine] | None = None
+    timezone: Annotated[str, Field(min_length=1, max_length=64), OneLine] = "UTC"
     duration_s: Annotated[int, Field(ge=1, le=7 * 86400)] | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
