@@ -49,6 +49,8 @@ async def test_every_route_refuses_bad_input_as_a_problem(
         {**good, "name": "n" * 10_000},
         {"kind": "tcp", "name": "t", "product": "canvas-hosting", "host": "h\x00", "port": 1},
         {"kind": "tcp", "name": "t", "product": "canvas-hosting", "host": "x", "port": 70000},
+        {"kind": "tcp", "name": "t", "product": "canvas-hosting", "host": "a..b", "port": 1},
+        {**good, "url": f"http://{'x' * 64}.example.com/"},
     ]
     for body in bodies:
         raw = json.dumps(body).encode()

@@ -12,6 +12,7 @@ from servicekit.outgoing import (
     OutgoingPolicy,
     RefusedAddress,
     ResponseTooLarge,
+    check_host,
     check_url,
     create_client,
     open_tcp,
@@ -122,6 +123,13 @@ async def test_check_url_explains_bad_input() -> None:
     assert "cloud metadata" in (await check_url("http://169.254.169.254/", policy) or "")
     assert await check_url("http://[::ffff:10.0.0.1]/", policy) is not None
     assert await check_url("http://127.0.0.1:8080/", ALLOW_LOOPBACK) is None
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example.com", ".", "\u00e4" * 70])
+async def test_a_host_name_that_cannot_be_encoded_is_explained(host: str) -> None:
+    assert "not a valid host name" in (await check_host(host, 80, OutgoingPolicy()) or "")
+    url = f"http://{host}/"
+    assert await check_url(url, OutgoingPolicy()) is not None
 
 
 async def test_tcp_connections_pass_the_same_guard() -> None:

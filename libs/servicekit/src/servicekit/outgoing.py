@@ -117,6 +117,8 @@ async def _lookup(host: str, port: int, timeout_s: float) -> list[IPAddress]:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError) as exc:
         raise UnresolvableHost(f"cannot resolve {host}: {exc}") from exc
+    except UnicodeError as exc:  # an empty or over-long label fails the IDNA encoding
+        raise UnresolvableHost(f"{host} is not a valid host name") from exc
     addresses: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
