@@ -3,6 +3,7 @@
 from typing import Any
 
 import yaml
+from sqlalchemy import text
 
 from tests.harness import Throwaway
 from tests.monitor.helpers import Monitor, prepare, running_monitor
@@ -116,3 +117,36 @@ async def test_apply_refuses_to_change_a_monitors_kind(env: Throwaway, target: H
             ("a", "http", f"{target.url}/a"),
             ("b", "http", f"{target.url}/b"),
         ]
+
+
+async def test_a_region_dropped_from_a_monitor_loses_its_check_state(
+    env: Throwaway, target: HttpTarget
+) -> None:
+    settings = await prepare(env)
+    async with running_monitor(settings) as service:
+        here = settings.monitor_region
+        doc: list[dict[str, Any]] = [
+            {"name": name, "product": "canvas-hosting", "url": f"{target.url}/{name}"}
+            for name in ("by-apply", "by-put")
+        ]
+        for entry in doc:
+            entry["regions"] = [here, "far"]
+        await _apply(service, doc)
+        ids = {r[0]: r[1] for r in await service.sql("SELECT name, id FROM monitor")}
+        async with service.runtime.sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO check_state (monitor_id, region, due_at)"
+                    " SELECT id, 'far', now() + interval '1 hour' FROM monitor"
+                )
+            )
+        assert len(await service.sql("SELECT 1 FROM check_state WHERE region = 'far'")) == 2
+        doc[0]["regions"] = [here]
+        await _apply(service, doc[:1])
+        put = {**doc[1], "regions": [here]}
+        replaced = await service.client.put(
+            f"/v1/monitors/{ids['by-put']}", json=put, headers=service.auth()
+        )
+        assert replaced.status_code == 200, replaced.text
+        rows = await service.sql("SELECT region FROM check_state WHERE region = 'far'")
+        assert rows == []

@@ -19,7 +19,14 @@ from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitor.models import check_state, monitor, patch_window
-from monitor.monitors import Validator, apply_changes, columns, keep_kind, schedule_now
+from monitor.monitors import (
+    Validator,
+    apply_changes,
+    columns,
+    drop_unlisted_regions,
+    keep_kind,
+    schedule_now,
+)
 from monitor.schemas import ApplyDocument, ApplyResult, PatchWindowSpec
 from monitor.settings import Settings
 from monitor.windows import forget_window, schedule_close, validate_window
@@ -143,14 +150,8 @@ async def apply(
             plain,
         )
         for p in plain:
-            if p["regions"] and p["regions"] != list(existing[p["name"]].regions):
-                await session.execute(
-                    delete(check_state).where(
-                        check_state.c.monitor_id == p["b_id"],
-                        check_state.c.region != "_",
-                        check_state.c.region.not_in(p["regions"]),
-                    )
-                )
+            before = list(existing[p["name"]].regions)
+            await drop_unlisted_regions(session, p["b_id"], before, p["regions"])
     if toggled:
         await apply_changes(session, toggled, settings)
     if gone:

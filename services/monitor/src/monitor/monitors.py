@@ -300,6 +300,21 @@ async def replace(
     return await get(session, monitor_id)
 
 
+async def drop_unlisted_regions(
+    session: AsyncSession, monitor_id: uuid.UUID, before: list[str], after: list[str]
+) -> None:
+    """When a monitor's region list changes, drop the check states of regions no longer
+    listed (an empty list means every live region: replicas add theirs)."""
+    if after and after != before:
+        await session.execute(
+            delete(check_state).where(
+                check_state.c.monitor_id == monitor_id,
+                check_state.c.region != "_",
+                check_state.c.region.not_in(after),
+            )
+        )
+
+
 async def apply_changes(
     session: AsyncSession,
     changes: list[tuple[uuid.UUID, Any, dict[str, Any]]],
@@ -322,14 +337,7 @@ async def apply_changes(
         await session.execute(
             update(monitor).where(monitor.c.id == monitor_id).values(**values, **extra)
         )
-        if values["regions"] != list(current.regions) and values["regions"]:
-            await session.execute(
-                delete(check_state).where(
-                    check_state.c.monitor_id == monitor_id,
-                    check_state.c.region != "_",
-                    check_state.c.region.not_in(values["regions"]),
-                )
-            )
+        await drop_unlisted_regions(session, monitor_id, list(current.regions), values["regions"])
     if paused:
         await session.execute(delete(check_state).where(check_state.c.monitor_id.in_(paused)))
     await schedule_now(session, resumed, 0.0)
