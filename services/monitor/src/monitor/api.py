@@ -38,8 +38,8 @@ READ_ERRORS = error_responses(401, 403, 404, 422, 503)
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 
 APPLY_ATTEMPTS = 3
-"""An apply that deadlocks with the scheduler recording results (both lock monitors and
-their check states) is run again from the start, in a new transaction."""
+"""An apply or a delete that deadlocks with the scheduler recording results (both lock
+monitors and their check states) is run again from the start, in a new transaction."""
 
 router = APIRouter(prefix="/v1")
 
@@ -160,11 +160,18 @@ async def replace_monitor(
 
 
 @router.delete("/monitors/{monitor_id}", status_code=204, responses=WRITE_ERRORS, tags=["monitors"])
-async def delete_monitor(_: Writer, session: SessionDep, monitor_id: MonitorId) -> Response:
+async def delete_monitor(_: Writer, runtime: RuntimeDep, monitor_id: MonitorId) -> Response:
     """Delete a monitor."""
-    await monitors.remove(session, monitor_id)
-    await commit(session)
-    return Response(status_code=204)
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            async with runtime.sessions() as session:
+                await monitors.remove(session, monitor_id)
+                await commit(session)
+            return Response(status_code=204)
+        except DBAPIError as exc:
+            if attempt + 1 == APPLY_ATTEMPTS or not apply_uc.is_deadlock(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.post(
