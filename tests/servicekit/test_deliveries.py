@@ -169,10 +169,10 @@ async def test_old_sent_and_failed_deliveries_are_pruned_and_the_rest_kept(env: 
                     " WHERE dedupe_key LIKE 'old-%'"
                 )
             )
-        pruned = await runtime.prune(
+        # The runtime's own maintenance round may prune them first; either way they go.
+        await runtime.prune(
             "sent and failed deliveries", runtime.prunes["sent and failed deliveries"]
         )
-        assert pruned == 2
         assert sorted(await rows(runtime)) == ["new-sent", "old-queued"]
 
 
