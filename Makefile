@@ -62,7 +62,8 @@ stop: ## stop what `make run` started
 
 bench: ## the quick benchmarks (needs Postgres and RabbitMQ)
 	@ran=0; \
-	for bench in bench/pipeline.py bench/intake.py; do \
+	for bench in bench/pipeline.py bench/intake.py bench/deliveries.py bench/monitor.py \
+	             bench/notifier.py bench/statuspage.py; do \
 	  if [ -f "$$bench" ]; then $(UV_RUN) python "$$bench" --quick; ran=1; \
 	  else echo "skipping $$bench (not there yet)"; fi; \
 	done; \
