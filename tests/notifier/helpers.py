@@ -59,7 +59,6 @@ def notifier_settings(env: Throwaway, smtp: SmtpServer, **overrides: object) -> 
     values: dict[str, object] = {
         "smtp_port": smtp.port,
         "public_base_url": "http://notifier",
-        "link_secret": "test-secret",
         "delivery_poll_interval_s": 0.2,
         "delivery_retry_base_s": 0.2,
         "delivery_retry_max_s": 1.0,

@@ -31,7 +31,7 @@ delivery (2) | acknowledged + timeline + page.reporter_acknowledged."""
 async def test_a_critical_ticket_takes_a_fixed_number_of_statements(
     env: Throwaway, smtp: SmtpServer
 ) -> None:
-    settings = notifier_settings(env, smtp)
+    settings = notifier_settings(env, smtp, link_secret="test-secret")  # no runtime here
     await env.provision(settings, MIGRATIONS)
     engine = create_engine(settings)
     sessions = session_factory(engine)

@@ -1,10 +1,11 @@
-"""What every route of the notifier's API shares: settings, scopes, error responses."""
+"""What every route of the notifier's API shares: settings, the link secret, scopes, error
+responses."""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from notifier import schemas
+from notifier import link_secret, schemas
 from notifier.settings import Settings
 from servicekit.api import json_request_body
 from servicekit.api_openapi import error_responses
@@ -17,7 +18,14 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_link_secret(request: Request) -> str:
+    """The secret acknowledge/resolve links are signed with (`notifier.link_secret`)."""
+    secret: str = request.app.state.runtime.resources[link_secret.RESOURCE]
+    return secret
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LinkSecretDep = Annotated[str, Depends(get_link_secret)]
 Reader = Annotated[Principal, Depends(require_scope("oncall:read", "oncall:write"))]
 Writer = Annotated[Principal, Depends(require_scope("oncall:write"))]
 Pager = Annotated[Principal, Depends(require_scope("pages:write"))]

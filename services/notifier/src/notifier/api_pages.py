@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from notifier import links, pages_view, schemas
-from notifier.api_deps import ERRORS, Pager, Reader, SettingsDep, body
+from notifier.api_deps import ERRORS, LinkSecretDep, Pager, Reader, SettingsDep, body
 from notifier.settings import Settings
 from servicekit.api import json_body
 from servicekit.api_openapi import error_responses
@@ -72,9 +72,9 @@ _CONFIRM = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 </body></html>"""
 
 
-def _link(settings: Settings, token: str) -> links.LinkAction:
+def _link(settings: Settings, secret: str, token: str) -> links.LinkAction:
     try:
-        return links.read_link(settings, token)
+        return links.read_link(settings, secret, token)
     except links.BadLink as exc:
         raise LinkRefused(str(exc)) from exc
 
@@ -87,9 +87,11 @@ class LinkRefused(Problem):
 
 
 @router.get("/links/{token}", response_class=HTMLResponse, responses=error_responses(403, 404))
-async def confirm_link(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+async def confirm_link(
+    token: str, session: SessionDep, settings: SettingsDep, secret: LinkSecretDep
+) -> HTMLResponse:
     """The confirm page of a signed acknowledge/resolve link (a GET changes nothing)."""
-    link = _link(settings, token)
+    link = _link(settings, secret, token)
     current = await pages_view.get_page(session, link.page_id)
     verb = "Acknowledge" if link.action == "acknowledge" else "Resolve"
     return HTMLResponse(
@@ -105,9 +107,11 @@ async def confirm_link(token: str, session: SessionDep, settings: SettingsDep) -
 @router.post(
     "/links/{token}", response_class=HTMLResponse, responses=error_responses(403, 404, 409)
 )
-async def act_by_link(token: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+async def act_by_link(
+    token: str, session: SessionDep, settings: SettingsDep, secret: LinkSecretDep
+) -> HTMLResponse:
     """Perform a signed link's action."""
-    link = _link(settings, token)
+    link = _link(settings, secret, token)
     read = await pages_view.act(
         session,
         settings,

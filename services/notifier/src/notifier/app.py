@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier import api, api_pages, coverage, schemas
+from notifier import api, api_pages, coverage, link_secret, schemas
 from notifier.handlers import make_handlers, make_timer_handlers
 from notifier.models import page
 from notifier.outcomes import make_outcome_handler
@@ -79,7 +79,8 @@ def warnings_figure(settings: Settings) -> Figure:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    """Build the app; its database, broker and SMTP connections open in the lifespan."""
+    """Build the app; its database, broker and SMTP connections open in the lifespan, and the
+    link secret is read there once."""
     if not isinstance(settings, Settings):
         settings = Settings.model_validate(settings.model_dump()) if settings else Settings()
     app = create_service_app(
@@ -90,7 +91,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         timer_handlers=make_timer_handlers(settings),
         senders={"email": email_sender},
         delivery_outcomes={"email": make_outcome_handler(settings)},
-        resources={"smtp": smtp_resource},
+        resources={link_secret.RESOURCE: link_secret.link_secret_resource, "smtp": smtp_resource},
         figures={"oncall_warnings": warnings_figure(settings)},
         description=DESCRIPTION,
     )

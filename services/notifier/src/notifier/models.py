@@ -1,10 +1,12 @@
 """Tables of the notifier schema: people and their notification rules, schedules (layers,
 members, overrides), escalation policies (levels), pages (tickets, monitors, timeline), the
-status-page links read model, and the deadlines already acted on."""
+status-page links read model, the deadlines already acted on, and the secret that signs
+acknowledge/resolve links."""
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -216,3 +218,14 @@ handled_signal = Table(
 arrives: a status-page deadline of a ticket (``overdue``, ``due_soon``), or a monitor's
 recovery from the outage that began `at` (``monitor_up``; a late ``monitor.down`` for that
 outage then opens no page)."""
+
+link_secret = Table(
+    "link_secret",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("secret", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("id", name="one_row"),
+)
+"""The one secret acknowledge/resolve links are signed with when ``KLAXON_LINK_SECRET`` is
+not set: made by whichever replica starts first, read by every one (`notifier.link_secret`)."""

@@ -26,7 +26,7 @@ from contracts.notifier import (
     PageSource,
     Urgency,
 )
-from notifier import emails, links, timeline
+from notifier import emails, link_secret, links, timeline
 from notifier.models import page, page_ticket
 from notifier.oncall import SENDABLE_CHANNELS, Contact, target_person
 from notifier.settings import Settings
@@ -182,6 +182,7 @@ async def _notify(
         )
         tickets = [t._asdict() for t in (await session.execute(query)).all()]
     queued = []
+    secret = link_secret.current(settings)
     for channel, delay_s in who.rules:
         address = who.address(channel)
         if channel not in SENDABLE_CHANNELS or not address:
@@ -201,10 +202,10 @@ async def _notify(
             "reason": reason,
             "tickets": tickets,
             "ack_url": links.action_url(
-                settings, page_id=row.id, action="acknowledge", person_id=who.id
+                settings, secret, page_id=row.id, action="acknowledge", person_id=who.id
             ),
             "resolve_url": links.action_url(
-                settings, page_id=row.id, action="resolve", person_id=who.id
+                settings, secret, page_id=row.id, action="resolve", person_id=who.id
             ),
         }
         payload = emails.render(

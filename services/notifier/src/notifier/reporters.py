@@ -15,7 +15,7 @@ from sqlalchemy import Row, String, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier import emails, links
+from notifier import emails, link_secret, links
 from notifier.models import page_ticket, status_page_link
 from notifier.settings import Settings
 from servicekit.deliveries import enqueue
@@ -182,6 +182,7 @@ async def remind_engineer(
     status_page_url: str,
 ) -> bool:
     """Queue a 'status update due soon' reminder to an engineer, threaded with the page."""
+    secret = link_secret.current(settings)
     payload = emails.render(
         settings,
         template="due_soon",
@@ -198,10 +199,10 @@ async def remind_engineer(
             "due_at": emails.fmt_time(due_at),
             "status_page_url": status_page_url or settings.default_status_page_url,
             "ack_url": links.action_url(
-                settings, page_id=page_row.id, action="acknowledge", person_id=person_id
+                settings, secret, page_id=page_row.id, action="acknowledge", person_id=person_id
             ),
             "resolve_url": links.action_url(
-                settings, page_id=page_row.id, action="resolve", person_id=person_id
+                settings, secret, page_id=page_row.id, action="resolve", person_id=person_id
             ),
         },
         meta={"purpose": "due_soon", "page_id": str(page_row.id), "person_name": person_name},

@@ -1,7 +1,5 @@
 """Settings of the notifier service (``KLAXON_*`` environment variables)."""
 
-import secrets
-
 from pydantic import Field
 
 from servicekit.settings import ServiceSettings
@@ -36,9 +34,10 @@ class Settings(ServiceSettings):
 
     public_base_url: str = "http://127.0.0.1:8003"
     """Where the signed acknowledge/resolve links in emails point."""
-    link_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
-    """Signs acknowledge/resolve links. Set one long random value shared by every replica;
-    the default is random per process, so its links die with it."""
+    link_secret: str = ""
+    """Signs acknowledge/resolve links. Optional: when empty, the notifier signs with a
+    random secret made once and kept in its schema (`notifier.link_secret`), so links
+    outlive restarts and work on every replica; set it only to choose the secret."""
     link_max_age_s: int = Field(default=24 * 3600, gt=0)
 
     default_status_page_url: str = "https://status.example.com"
