@@ -54,7 +54,7 @@ sys.path.insert(0, str(_HERE.parent))
 from bench import intake_baseline  # noqa: E402
 from bench.http_load import Connection, closed_loop, open_connections  # noqa: E402
 from bench.measure import (  # noqa: E402
-    delete_broker_objects,
+    broker_prefix,
     free_port,
     machine_busy_s,
     percentile,
@@ -227,8 +227,7 @@ async def measure(
 async def run(args: argparse.Namespace) -> None:
     """Set up, run both servers, measure, report."""
     rounds, duration_s = (1, 4.0) if args.quick else (5, 10.0)
-    prefix = f"bench{uuid.uuid4().hex[:10]}"
-    async with throwaway_database() as db_url:
+    async with throwaway_database() as db_url, broker_prefix() as prefix:
         environment, key = await prepare_intake(db_url, prefix)
         conn = await asyncpg.connect(asyncpg_dsn(db_url))
         try:
@@ -253,25 +252,22 @@ async def run(args: argparse.Namespace) -> None:
                 rate=args.rate,
             )
 
-        try:
-            async with server(
-                ["-m", "intake", "serve", "--port", str(intake_port)], environment, intake_port
-            ) as pid:
-                intake_result = await measured(intake, pid)
-                deadline = time.perf_counter() + 30
+        async with server(
+            ["-m", "intake", "serve", "--port", str(intake_port)], environment, intake_port
+        ) as pid:
+            intake_result = await measured(intake, pid)
+            deadline = time.perf_counter() + 30
+            backlog = await outbox_backlog(environment)
+            while backlog and time.perf_counter() < deadline:
+                await asyncio.sleep(0.2)
                 backlog = await outbox_backlog(environment)
-                while backlog and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.2)
-                    backlog = await outbox_backlog(environment)
-            async with server(
-                [str(Path(__file__)), "--serve-baseline", str(baseline_port), asyncpg_dsn(db_url)],
-                {},
-                baseline_port,
-            ) as pid:
-                baseline_result = await measured(baseline, pid)
-                floor_result = await measured(floor, pid)
-        finally:
-            await delete_broker_objects(prefix)
+        async with server(
+            [str(Path(__file__)), "--serve-baseline", str(baseline_port), asyncpg_dsn(db_url)],
+            {},
+            baseline_port,
+        ) as pid:
+            baseline_result = await measured(baseline, pid)
+            floor_result = await measured(floor, pid)
 
     ratio = intake_result["per_s"] / baseline_result["per_s"]
     print(

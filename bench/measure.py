@@ -215,3 +215,16 @@ async def delete_broker_objects(
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(exchange)
+
+
+@contextlib.asynccontextmanager
+async def broker_prefix(
+    services: Iterable[str] = SERVICES, queues: Iterable[str] = ()
+) -> AsyncIterator[str]:
+    """A prefix of this run's own for exchange and queue names; what was declared under it
+    is deleted afterwards (`delete_broker_objects`), once whatever ran inside has stopped."""
+    prefix = f"bench{uuid.uuid4().hex[:10]}"
+    try:
+        yield prefix
+    finally:
+        await delete_broker_objects(prefix, services, queues)

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -40,20 +39,29 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
+# The repository root on the import path, for ``bench``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.http_load import Connection, closed_loop
+from bench.measure import (
+    AMQP_URL,
+    broker_prefix,
+    free_port,
+    percentile,
+    server,
+    service_environment,
+    settings_from,
+    throwaway_database,
+)
 from contracts import Envelope
 from contracts.common import ProductRef
 from contracts.monitor import MonitorCameUp, MonitorWentDown
-from servicekit.db import asyncpg_dsn, provision_schema
+from servicekit.db import asyncpg_dsn
 from servicekit.migrations import upgrade
 from statuspage_sync.__main__ import SERVICE
 from statuspage_sync.settings import Settings
 
-ADMIN_URL = os.environ.get(
-    "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
-AMQP_URL = os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PRODUCT = ProductRef(slug="canvas-hosting", name="Canvas Hosting")
 COMPONENTS = 8
 
@@ -72,102 +80,20 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, acces
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection issuing GETs."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
-
-
 async def herd(port: int, path: str, clients: int, duration_s: float) -> dict[str, float]:
     """`clients` connections GETting `path` as fast as they can for `duration_s`."""
-    latencies: list[float] = []
-    failures = 0
-    connections = [Connection(port) for _ in range(clients)]
-    await asyncio.gather(*(c.open() for c in connections))
-    deadline = time.perf_counter() + duration_s
 
-    async def run(connection: Connection) -> None:
-        nonlocal failures
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            status, _ = await connection.get(path)
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                failures += 1
+    async def fetched(connection: Connection) -> bool:
+        status, _ = await connection.get(path)
+        return status == 200
 
-    started = time.perf_counter()
-    await asyncio.gather(*(run(c) for c in connections))
-    elapsed = time.perf_counter() - started
-    await asyncio.gather(*(c.close() for c in connections))
-    latencies.sort()
+    loop = await closed_loop(port, clients, duration_s, fetched)
     return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * latencies[len(latencies) // 2],
-        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
-        "failures": failures,
+        "rps": len(loop.latencies_s) / loop.elapsed_s,
+        "p50_ms": 1000 * percentile(loop.latencies_s, 0.5),
+        "p99_ms": 1000 * percentile(loop.latencies_s, 0.99),
+        "failures": loop.failures,
     }
-
-
-@contextlib.asynccontextmanager
-async def database() -> AsyncIterator[str]:
-    """A throwaway database, dropped afterwards; yields its URL."""
-    name = f"klaxon_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def process(args: list[str], env: dict[str, str], port: int) -> AsyncIterator[None]:
-    """A server subprocess, ready once its port answers."""
-    proc = await asyncio.create_subprocess_exec(*args, env=env, stdout=asyncio.subprocess.DEVNULL)
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    await client.get(f"http://127.0.0.1:{port}/healthz")
-                    break
-                await asyncio.sleep(0.1)
-        yield
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
 
 
 async def publish(exchange: aio_pika.abc.AbstractExchange, payload: Any) -> None:
@@ -241,29 +167,20 @@ async def serve_baseline(summary: bytes, html: bytes) -> AsyncIterator[int]:
         summary_file, html_file = Path(tmp, "summary.json"), Path(tmp, "index.html")
         await asyncio.to_thread(summary_file.write_bytes, summary)
         await asyncio.to_thread(html_file.write_bytes, html)
-        port = _free_port()
-        args = [sys.executable, "-c", BASELINE, str(port), str(summary_file), str(html_file)]
-        async with process(args, dict(os.environ), port):
+        port = free_port()
+        async with server(["-c", BASELINE, str(port), str(summary_file), str(html_file)], {}, port):
             yield port
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     duration = 4.0 if args.quick else 15.0
     rounds = 1 if args.quick else 3
-    prefix = f"b{uuid.uuid4().hex[:10]}"
-    async with database() as url:
-        role_url = make_url(url).set(username="klaxon_statuspage", password="klaxon-bench")
-        port = _free_port()
-        settings = Settings(
-            database_url=role_url.render_as_string(hide_password=False),
-            amqp_url=AMQP_URL,
-            exchange=f"{prefix}.events",
-            queue_prefix=prefix,
-            public_base_url=f"http://127.0.0.1:{port}",
+    async with throwaway_database() as url, broker_prefix() as prefix:
+        port = free_port()
+        env = await service_environment(
+            url, schema="statuspage", prefix=prefix, public_base_url=f"http://127.0.0.1:{port}"
         )
-        await provision_schema(
-            url, schema="statuspage", role="klaxon_statuspage", password="klaxon-bench"
-        )
+        settings = settings_from(env, Settings)
         await upgrade(settings, SERVICE.migrations)
         seeding = await asyncpg.connect(asyncpg_dsn(settings.database_url))
         await seeding.execute(
@@ -273,24 +190,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             PRODUCT.name,
         )
         await seeding.close()
-        env = {
-            **os.environ,
-            "KLAXON_DATABASE_URL": settings.database_url,
-            "KLAXON_AMQP_URL": AMQP_URL,
-            "KLAXON_EXCHANGE": settings.exchange,
-            "KLAXON_QUEUE_PREFIX": prefix,
-            "KLAXON_PUBLIC_BASE_URL": settings.public_base_url,
-            "KLAXON_LOG_LEVEL": "WARNING",
-        }
         creating = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "statuspage_sync", "create-api-key", "--scope", "admin"],
-            env=env,
+            env={**os.environ, **env},
             stdout=asyncio.subprocess.PIPE,
         )
         key = json.loads((await creating.communicate())[0])["key"]
-        serve = [sys.executable, "-m", "statuspage_sync", "serve", "--port", str(port)]
+        serve = ["-m", "statuspage_sync", "serve", "--port", str(port)]
         connection = await aio_pika.connect(AMQP_URL)
-        async with process(serve, env, port), connection:
+        async with server(serve, env, port), connection:
             base = f"http://127.0.0.1:{port}"
             headers = {"Authorization": f"Bearer {key}"}
             monitors = [uuid.uuid4() for _ in range(COMPONENTS)]
