@@ -27,13 +27,11 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -43,57 +41,31 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
-from sqlalchemy.engine import make_url
 
 # This file is named like the service package; keep its folder off the import path so
-# ``import notifier`` finds the service.
+# ``import notifier`` finds the service, and put the repository root on it for ``bench``.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+from bench.measure import (  # noqa: E402
+    AMQP_URL,
+    broker_prefix,
+    free_port,
+    machine_busy_s,
+    percentile,
+    process_cpu_s,
+    server,
+    service_environment,
+    settings_from,
+    throwaway_database,
 )
-AMQP_URL = os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-ROLE_PASSWORD = "klaxon-bench"
+
 ONCALL = "oncall@bench.example"
 TARGET_PAGE_P99_MS = 300.0
 TARGET_REPORTER_P99_MS = 500.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user and system) process `pid` has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores have been busy (anything but idle and iowait) since boot."""
-    with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4]) * _TICK_S
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 @dataclass
@@ -119,25 +91,6 @@ class Recorder:
             return list(self.arrivals)
 
 
-@contextlib.asynccontextmanager
-async def throwaway_database() -> AsyncIterator[str]:
-    """Create a database for this run (dropped afterwards); yields its superuser URL."""
-    name = f"klaxon_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_dsn(ADMIN_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(_dsn(ADMIN_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 async def prepare_notifier(
     db_url: str, prefix: str, smtp_port: int, http_port: int
 ) -> dict[str, str]:
@@ -147,25 +100,17 @@ async def prepare_notifier(
     from notifier.__main__ import SERVICE
     from notifier.settings import Settings
     from servicekit.cli import migrate
-    from servicekit.db import create_engine, provision_schema, session_factory
+    from servicekit.db import create_engine, session_factory
 
-    role = "klaxon_notifier"
-    await provision_schema(db_url, schema="notifier", role=role, password=ROLE_PASSWORD)
-    service_url = make_url(db_url).set(username=role, password=ROLE_PASSWORD)
-    environment = {
-        "KLAXON_DATABASE_URL": service_url.render_as_string(hide_password=False),
-        "KLAXON_DB_SCHEMA": "notifier",
-        "KLAXON_AMQP_URL": AMQP_URL,
-        "KLAXON_EXCHANGE": f"{prefix}.events",
-        "KLAXON_QUEUE_PREFIX": prefix,
-        "KLAXON_LOG_LEVEL": "WARNING",
-        "KLAXON_SMTP_PORT": str(smtp_port),
-        "KLAXON_HTTP_PORT": str(http_port),
-        "KLAXON_LINK_SECRET": "bench-secret",
-    }
-    settings = Settings.model_validate(
-        {k.removeprefix("KLAXON_").lower(): v for k, v in environment.items()}
+    environment = await service_environment(
+        db_url,
+        schema="notifier",
+        prefix=prefix,
+        smtp_port=str(smtp_port),
+        http_port=str(http_port),
+        link_secret="bench-secret",
     )
+    settings = settings_from(environment, Settings)
     await migrate(settings, SERVICE.migrations)
     engine = create_engine(settings)
     try:
@@ -184,41 +129,6 @@ async def prepare_notifier(
     finally:
         await engine.dispose()
     return environment
-
-
-@contextlib.asynccontextmanager
-async def notifier_process(env: dict[str, str], port: int) -> AsyncIterator[int]:
-    """Run ``python -m notifier serve`` until it answers on `port`; yields its pid."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "serve",
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.perf_counter() + 30
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"the notifier exited with {process.returncode}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError("the notifier did not start") from None
-                await asyncio.sleep(0.1)
-        yield process.pid
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def ticket_event(index: int, run: str) -> tuple[str, bytes, str]:
@@ -305,17 +215,17 @@ async def baseline(port: int, count: int, rate: float, recorder: Recorder) -> li
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """One run: warm up, measure the notifier, then the baseline."""
     count = int(args.rate * args.seconds)
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
     recorder = Recorder()
-    smtp_port, http_port = _free_port(), _free_port()
+    smtp_port, http_port = free_port(), free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     try:
-        async with throwaway_database() as db_url:
+        async with throwaway_database() as db_url, broker_prefix() as prefix:
             environment = await prepare_notifier(db_url, prefix, smtp_port, http_port)
             environment.update(dict(item.split("=", 1) for item in args.env))
             connection = await aio_pika.connect(AMQP_URL)
-            async with connection, notifier_process(environment, http_port) as pid:
+            serve = ["-m", "notifier", "serve"]
+            async with connection, server(serve, environment, http_port) as pid:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange(f"{prefix}.events")
                 run_id = uuid.uuid4().hex[:6]
@@ -355,28 +265,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             duplicates = sum(n - 1 for n in keys.values())
             recorder.arrivals.clear()
             base_ms = await baseline(smtp_port, count, args.rate, recorder)
-            await delete_broker_objects(prefix)
     finally:
         controller.stop()
     return {
         "rate_per_s": args.rate,
         "tickets": count,
-        "page_p50_ms": round(_pct(page_ms, 0.5), 1),
-        "page_p99_ms": round(_pct(page_ms, 0.99), 1),
+        "page_p50_ms": round(percentile(page_ms, 0.5), 1),
+        "page_p99_ms": round(percentile(page_ms, 0.99), 1),
         "page_max_ms": round(max(page_ms, default=float("nan")), 1),
-        "reporter_p50_ms": round(_pct(reporter_ms, 0.5), 1),
-        "reporter_p99_ms": round(_pct(reporter_ms, 0.99), 1),
+        "reporter_p50_ms": round(percentile(reporter_ms, 0.5), 1),
+        "reporter_p99_ms": round(percentile(reporter_ms, 0.99), 1),
         "lost": 2 * count - received,
         "duplicates": duplicates,
         "notifier_cpu_ms_per_ticket": round(cpu_ms, 2),
         "machine_busy_cores": round(busy, 2),
         "machine_cores": os.cpu_count(),
-        "baseline_p50_ms": round(_pct(base_ms, 0.5), 1),
-        "baseline_p99_ms": round(_pct(base_ms, 0.99), 1),
+        "baseline_p50_ms": round(percentile(base_ms, 0.5), 1),
+        "baseline_p99_ms": round(percentile(base_ms, 0.99), 1),
         "target_page_p99_ms": TARGET_PAGE_P99_MS,
         "target_reporter_p99_ms": TARGET_REPORTER_P99_MS,
-        "met": _pct(page_ms, 0.99) < TARGET_PAGE_P99_MS
-        and _pct(reporter_ms, 0.99) < TARGET_REPORTER_P99_MS
+        "met": percentile(page_ms, 0.99) < TARGET_PAGE_P99_MS
+        and percentile(reporter_ms, 0.99) < TARGET_REPORTER_P99_MS
         and received == 2 * count
         and duplicates == 0,
     }
@@ -395,27 +304,6 @@ async def _wait(recorder: Recorder, count: int, *, timeout_s: float, stall_s: fl
         elif time.perf_counter() - last_change > stall_s:
             return
         await asyncio.sleep(0.05)
-
-
-async def delete_broker_objects(prefix: str) -> None:
-    """Delete the exchanges and queues the run declared."""
-    from contracts.topology import SERVICES
-
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        names = [f"{prefix}.{service}" for service in SERVICES]
-        for queue in [*names, *(f"{n}.dead" for n in names), f"{prefix}.events.unrouted"]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in [
-            f"{prefix}.events",
-            f"{prefix}.events.unrouted",
-            *(f"{n}.dead" for n in names),
-        ]:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
 
 
 def main() -> None:
