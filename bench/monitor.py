@@ -3,9 +3,10 @@
 Everything runs on this machine against the real Postgres and RabbitMQ, on a
 throwaway database and exchange (created and dropped here):
 
-- target: a minimal asyncio HTTP server in its own process answering 200 to every
-  path; it counts requests, and a request repeating a (path, ``X-Klaxon-Due``) pair
-  already seen is a duplicate check. ``/_fail?path=`` makes a path answer 500.
+- target: a minimal asyncio HTTP server in its own process (bench/monitor_target.py)
+  answering 200 to every path; it counts requests, and a request repeating a
+  (path, ``X-Klaxon-Due``) pair already seen is a duplicate check. ``/_fail?path=``
+  makes a path answer 500.
 - service: ``python -m monitor serve`` as a real process (one replica, later two).
 - baseline: a process running a bare loop of N concurrent httpx GETs, each path
   requested once per interval, against the same target, beside the service's steady
@@ -30,8 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import resource
 import statistics
 import sys
 import time
@@ -42,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 # This file is named like the service package; keep its folder off the import path so
-# ``import monitor`` finds the service, and put the repository root on it for ``tests``.
+# ``import monitor`` finds the service, and put the repository root on it for ``bench``
+# and ``tests``.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
@@ -50,132 +50,21 @@ sys.path.insert(0, str(_HERE.parent))
 import aio_pika  # noqa: E402
 import httpx  # noqa: E402
 
+from bench.measure import (  # noqa: E402
+    AMQP_URL,
+    free_port,
+    peak_rss_mb,
+    percentile,
+    process_cpu_s,
+    server,
+)
+from bench.monitor_target import run_baseline, serve_target  # noqa: E402
 from contracts import Envelope  # noqa: E402
 
-_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 DETECT_INTERVAL_S = 3.0
 DETECT_RECHECK_S = 1.0
 DETECT_FAILURES = 2
 """The monitor whose outage is timed: its bound is interval + (N-1) x re-check + 1 s."""
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user and system) process `pid` has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident set size of process `pid` (VmHWM), in MB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# --- the target ---------------------------------------------------------------------------
-
-
-def serve_target(port: int) -> None:
-    """Run the target server until killed."""
-    seen: set[tuple[str, str]] = set()
-    last_seen: dict[str, float] = {}
-    failing: set[str] = set()
-    stats = {"requests": 0, "checks": 0, "duplicates": 0}
-    lags: list[float] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                target = line.split(b" ", 2)[1].decode()
-                due = ""
-                while (header := await reader.readline()) not in (b"\r\n", b""):
-                    if header[:13].lower() == b"x-klaxon-due:":
-                        due = header[13:].strip().decode()
-                path, _, query = target.partition("?")
-                status, body = 200, b"ok"
-                if path == "/_stats":
-                    since = float(query.partition("=")[2] or 0)
-                    fresh = sum(1 for t in last_seen.values() if t >= since)
-                    ordered = sorted(lags)
-                    lag = {
-                        "lag_p50_s": ordered[len(ordered) // 2] if ordered else None,
-                        "lag_p99_s": ordered[int(len(ordered) * 0.99)] if ordered else None,
-                    }
-                    body = json.dumps(
-                        {**stats, **lag, "paths": len(last_seen), "fresh": fresh}
-                    ).encode()
-                elif path == "/_lags":
-                    lags.clear()
-                elif path == "/_fail":
-                    failing.add(query.partition("=")[2])
-                elif path == "/_forget":
-                    last_seen.clear()
-                else:
-                    stats["requests"] += 1
-                    last_seen[path] = time.time()
-                    if due:
-                        stats["checks"] += 1
-                        lags.append(max(0.0, time.time() - float(due)))
-                        if (path, due) in seen:
-                            stats["duplicates"] += 1
-                        seen.add((path, due))
-                    if path in failing:
-                        status, body = 500, b"down"
-                writer.write(
-                    b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
-                )
-                await writer.drain()
-        except (ConnectionError, IndexError):
-            pass
-        finally:
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
-
-
-# --- the baseline -------------------------------------------------------------------------
-
-
-def run_baseline(url: str, n: int, interval_s: float, duration_s: float) -> None:
-    """N concurrent loops, each GETting its path once per interval; prints its cost."""
-
-    async def main() -> dict[str, float]:
-        done = 0
-        async with httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=500, max_keepalive_connections=200), timeout=10
-        ) as client:
-            start = time.monotonic()
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-
-            async def one(i: int) -> None:
-                nonlocal done
-                due = start + interval_s * i / n
-                while due < start + duration_s:
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-                    with contextlib.suppress(httpx.HTTPError):
-                        await client.get(f"{url}/b{i}")
-                        done += 1
-                    due += interval_s
-
-            await asyncio.gather(*(one(i) for i in range(n)))
-            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-        return {"requests": done, "cpu_s": cpu}
-
-    print(json.dumps(asyncio.run(main())))
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -183,7 +72,7 @@ def run_baseline(url: str, n: int, interval_s: float, duration_s: float) -> None
 
 @contextlib.asynccontextmanager
 async def subprocess(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A child process of this script, killed afterwards."""
+    """A child process of this script, its output read here, killed afterwards."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE
     )
@@ -208,7 +97,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from servicekit.db import create_engine, session_factory
     from servicekit.outgoing import LOOPBACK
     from servicekit.tables import catalogue_product
-    from tests.harness import free_port, start_process, throwaway
+    from tests.harness import start_process, throwaway
     from tests.monitor.helpers import MIGRATIONS
 
     n = args.monitors
@@ -217,15 +106,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"monitors": n, "interval_s": interval_s, "quick": args.quick}
     target_port = free_port()
     async with (
-        subprocess("--serve-target", str(target_port)),
+        server([__file__, "--serve-target", str(target_port)], {}, target_port),
         throwaway() as env,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{target_port}", timeout=10) as target,
     ):
-        for _ in range(100):
-            with contextlib.suppress(httpx.HTTPError):
-                await target_stats(target)
-                break
-            await asyncio.sleep(0.05)
         settings = env.settings(
             Settings,
             schema="monitor",
@@ -358,9 +242,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     listed = await api.get(f"/v1/monitors?limit=100&after=m{(i * 37) % n:05d}")
                     lists.append(time.perf_counter() - t0)
                     assert listed.status_code == 200
-            figures["create_p99_ms"] = round(1000 * _pct(creates, 0.99), 2)
+            figures["create_p99_ms"] = round(1000 * percentile(creates, 0.99), 2)
             figures["create_p50_ms"] = round(1000 * statistics.median(creates), 2)
-            figures["list_p99_ms"] = round(1000 * _pct(lists, 0.99), 2)
+            figures["list_p99_ms"] = round(1000 * percentile(lists, 0.99), 2)
             figures["list_p50_ms"] = round(1000 * statistics.median(lists), 2)
             await asyncio.sleep(2)
             figures["duplicate_checks"] = (await target_stats(target))["duplicates"] - dup0
@@ -408,9 +292,7 @@ async def result_storage(engine: Any) -> tuple[int, int]:
 
 async def detection(env: Any, target: httpx.AsyncClient, auth: dict[str, str]) -> float:
     """Seconds from switching the ``detect`` path down to ``monitor.down`` on the broker."""
-    connection = await aio_pika.connect(
-        os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
+    connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(
