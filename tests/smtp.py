@@ -4,6 +4,7 @@ It can be stopped and started again on the same port (a mail server down for a
 while), made to answer every message with an error (``fail_with = "451 ..."``),
 and offer STARTTLS with a certificate from a throwaway CA (trustme): a client
 trusts it with `SmtpServer.client_tls_context` or the `SmtpServer.ca_pem` file.
+With ``logins`` (user name to password) it requires AUTH, offered only after STARTTLS.
 The fixtures ``smtp_server`` and ``tls_smtp_server`` (in ``tests/conftest.py``)
 give a test a started one.
 """
@@ -13,6 +14,7 @@ import email
 import ssl
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default
@@ -21,6 +23,7 @@ from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.harness import free_port
 
@@ -36,6 +39,8 @@ class Received:
     message: EmailMessage
     tls: bool
     """True if it came over STARTTLS."""
+    login: str | None = None
+    """The user name the client authenticated as (None without AUTH)."""
 
     def header(self, name: str) -> str:
         """A header's value ("" if absent)."""
@@ -56,7 +61,12 @@ class SmtpServer:
     """A recording SMTP server on `port` (a free one by default)."""
 
     def __init__(
-        self, *, port: int | None = None, starttls: bool = False, require_starttls: bool = False
+        self,
+        *,
+        port: int | None = None,
+        starttls: bool = False,
+        require_starttls: bool = False,
+        logins: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = HOST
@@ -66,12 +76,15 @@ class SmtpServer:
         it and not recorded."""
         self.refused = 0
         """Messages answered with `fail_with`."""
+        self.logins = dict(logins or {})
+        self.failed_logins = 0
+        """AUTH attempts refused for a wrong user name or password."""
         self._lock = threading.Lock()  # aiosmtpd answers in a thread of its own
         self._controller: Controller | None = None
         self._ca: trustme.CA | None = None
         self._server_tls: ssl.SSLContext | None = None
         self.require_starttls = require_starttls
-        if starttls or require_starttls:
+        if starttls or require_starttls or logins:
             self._ca = trustme.CA()
             certificate = self._ca.issue_cert(HOST, "localhost")
             self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -89,6 +102,10 @@ class SmtpServer:
         kwargs: dict[str, Any] = {}
         if self._server_tls is not None:
             kwargs.update(tls_context=self._server_tls, require_starttls=self.require_starttls)
+        if self.logins:
+            kwargs.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=True
+            )
         controller = Controller(self, hostname=self.host, port=self.port, **kwargs)
         controller.start()
         self._controller = controller
@@ -115,6 +132,18 @@ class SmtpServer:
         self._ca.cert_pem.write_to_path(str(path))
         return path
 
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        """Accept a known user name with its password (aiosmtpd calls this)."""
+        if isinstance(auth_data, LoginPassword):
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            if login in self.logins and self.logins[login] == password:
+                return AuthResult(success=True, auth_data=login)
+        with self._lock:
+            self.failed_logins += 1
+        return AuthResult(success=False, handled=False)
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         """Record an accepted message (aiosmtpd calls this)."""
         if self.fail_with is not None:
@@ -128,6 +157,7 @@ class SmtpServer:
             envelope_to=list(envelope.rcpt_tos),
             message=message,
             tls=session.ssl is not None,
+            login=session.auth_data if session.authenticated else None,
         )
         with self._lock:
             self.received.append(received)
