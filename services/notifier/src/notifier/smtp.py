@@ -4,8 +4,9 @@ sender the delivery worker calls.
 Connections are opened on demand, up to ``smtp_connections``, kept open between
 messages and replaced when the server drops them. A message is sent with implicit
 TLS or STARTTLS and authentication as the settings say. A refused recipient or a 5xx
-reply is a permanent failure; anything else (the server down, a 4xx) is retried by
-the delivery worker with backoff. A crash between the server's 250 and the worker's
+reply is a permanent failure; anything else (the server down, a 4xx, a refused login:
+the credentials are wrong, not the message) is retried by the delivery worker with
+backoff, so what is queued while the password is wrong goes out once it is put right. A crash between the server's 250 and the worker's
 record can repeat one message: the Message-ID, derived from the dedupe key, is the
 same on the repeat.
 """
@@ -197,6 +198,8 @@ async def send_email(pool: SmtpPool, settings: Settings, item: Delivery) -> dict
         reply = await pool.send(message)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         raise PermanentFailure(f"recipient refused: {exc}") from exc
+    except aiosmtplib.SMTPAuthenticationError:
+        raise  # a 535 says the credentials are wrong, not this message: retried
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise PermanentFailure(f"{exc.code} {exc.message}") from exc
