@@ -27,8 +27,9 @@ sides can keep on this machine. Reported:
   delete it, commit) on as many connections, the least any design that fires
   each timer in a transaction of its own costs on this machine.
 
-Each figure is the median over several rounds. The last line printed is one
-JSON object. Usage: ``uv run python bench/pipeline.py [--quick]``.
+The consuming side is in bench/pipeline_consumer.py, the timers in
+bench/timer_firing.py. Each figure is the median over several rounds. The last
+line printed is one JSON object. Usage: ``uv run python bench/pipeline.py [--quick]``.
 """
 
 import argparse
@@ -41,37 +42,42 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
 import uvloop
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+# The repository root on the import path, for ``bench``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import (
+    AMQP_URL,
+    ROLE_PASSWORD,
+    broker_prefix,
+    percentile_rounded,
+    throwaway_database,
+)
+from bench.pipeline_consumer import BASELINE_KEY, FLOOR_KEY, PREFETCH, serve_consumer
+from bench.timer_firing import TIMERS, bare_transactions, fire_timers
 from contracts import Envelope
 from contracts.common import HealthState, Person, ProductRef, Severity
 from contracts.intake import TicketFiled
 from servicekit.bus import declare_events_exchange
-from servicekit.consumer import Consumer, Delivery
-from servicekit.db import asyncpg_dsn, create_engine, provision_schema, session_factory
+from servicekit.db import create_engine, provision_schema, session_factory
 from servicekit.outbox import Relay, add_event
 from servicekit.settings import ServiceSettings
 from servicekit.tables import NOTIFY_OUTBOX_FUNCTION, plumbing
-from servicekit.timers import DueTimer, TimerWorker
 
-ADMIN_URL = os.environ.get(
-    "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
-AMQP_URL = os.environ.get("KLAXON_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PRODUCERS = 16
 KINDS = ("baseline", "pipeline", "floor")
-PREFETCH = 64
 
 
 def _payload(i: int) -> TicketFiled:
@@ -90,164 +96,47 @@ def _payload(i: int) -> TicketFiled:
     )
 
 
-class Clock:
-    """Receive times (CLOCK_MONOTONIC, comparable across processes) of expected message ids."""
-
-    def __init__(self, expected: int = 0) -> None:
-        self.received: dict[str, float] = {}
-        self.expected = expected
-        self.done = asyncio.Event()
-
-    def receive(self, message_id: str | None) -> None:
-        if message_id and message_id not in self.received:
-            self.received[message_id] = time.monotonic()
-            if len(self.received) >= self.expected:
-                self.done.set()
-
-
-class TimedConsumer(Consumer):
-    """The real consumer, noting when each message was committed and acked."""
-
-    clock = Clock()
-
-    async def settle(self, batch: Sequence[Delivery], outcomes: Mapping[Any, str]) -> None:
-        await super().settle(batch, outcomes)
-        for delivery in batch:
-            self.clock.receive(delivery.message.message_id)
-
-
-async def _noop(session: AsyncSession, payload: TicketFiled, envelope: Envelope) -> None:
-    """The handler does nothing: what is measured is the plumbing around it."""
-
-
 @contextlib.asynccontextmanager
-async def throwaway_database() -> AsyncIterator[ServiceSettings]:
-    """A database with a migrated 'bench' schema, dropped afterwards."""
-    token = uuid.uuid4().hex[:10]
-    name = f"klaxon_bench_{token}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = make_url(ADMIN_URL).set(database=name)
-    await provision_schema(
-        url.render_as_string(hide_password=False), schema="bench", role="klaxon_bench", password="x"
-    )
-    settings = ServiceSettings(
-        service_name="bench",
-        database_url=url.set(username="klaxon_bench", password="x").render_as_string(
-            hide_password=False
-        ),
-        db_schema="bench",
-        amqp_url=AMQP_URL,
-        exchange=f"b{token}.events",
-        queue_prefix=f"b{token}",
-        consumer_prefetch=PREFETCH,
-        db_pool_size=20,
-    )
-    engine = create_engine(settings)
-    async with engine.begin() as conn:
-        await conn.run_sync(plumbing.create_all)
-        # The trigger that wakes the relay is made by the plumbing's first revision, not by
-        # the table metadata: without it the relay would only poll, as no service does.
-        await conn.execute(text(NOTIFY_OUTBOX_FUNCTION))
-        await conn.execute(
-            text(
-                "CREATE TRIGGER outbox_event_notify AFTER INSERT ON outbox_event"
-                " REFERENCING NEW TABLE AS inserted"
-                " FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
-            )
+async def bench_schema() -> AsyncIterator[ServiceSettings]:
+    """Settings of a 'bench' service on a throwaway database whose schema has the
+    plumbing's tables (and the outbox trigger), the floor's and the timers'; the database
+    and what was declared on the broker are dropped afterwards."""
+    async with (
+        throwaway_database() as url,
+        broker_prefix(services=("bench",), queues=("baseline", "floor")) as prefix,
+    ):
+        role = "klaxon_bench"
+        await provision_schema(url, schema="bench", role=role, password=ROLE_PASSWORD)
+        service_url = make_url(url).set(username=role, password=ROLE_PASSWORD)
+        settings = ServiceSettings(
+            service_name="bench",
+            database_url=service_url.render_as_string(hide_password=False),
+            db_schema="bench",
+            amqp_url=AMQP_URL,
+            exchange=f"{prefix}.events",
+            queue_prefix=prefix,
+            consumer_prefetch=PREFETCH,
+            db_pool_size=20,
         )
-        await conn.execute(
-            text("CREATE TABLE floor_row (id uuid PRIMARY KEY, body bytea NOT NULL)")
-        )
-        await conn.execute(text("CREATE TABLE timer_effect (timer_id uuid PRIMARY KEY)"))
-    await engine.dispose()
-    try:
-        yield settings
-    finally:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel()
-            for queue in ("bench", "bench.dead", "baseline", "floor", "events.unrouted"):
-                await channel.queue_delete(f"{settings.queue_prefix}.{queue}")
-            for exchange in ("events", "events.unrouted", "bench.dead"):
-                await channel.exchange_delete(f"{settings.queue_prefix}.{exchange}")
-        admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-BASELINE_KEY = "baseline.ticket.filed"
-FLOOR_KEY = "floor.ticket.filed"
-
-
-async def serve_consumer(settings: ServiceSettings) -> None:
-    """The consuming side, in a process of its own (as the consuming service would be).
-
-    Runs the real Consumer (pipeline) and a bare aio-pika consumer (baseline).
-    Protocol on stdin/stdout: read N, print ``armed``, then print the JSON map
-    of message id -> receive time once N messages have arrived.
-    """
-    engine = create_engine(settings)
-    consumer = TimedConsumer(settings, session_factory(engine), {TicketFiled.event_type: _noop})
-    consuming = asyncio.create_task(consumer.run())
-    while not consumer.connected:
-        await asyncio.sleep(0.01)
-
-    connection = await aio_pika.connect(AMQP_URL)
-
-    async def bare_queue(name: str, routing_key: str) -> AbstractQueue:
-        """A quorum queue on a channel of its own, bound to the events exchange."""
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=PREFETCH)
-        queue = await channel.declare_queue(
-            f"{settings.queue_prefix}.{name}", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await queue.bind(settings.exchange, routing_key=routing_key)
-        return queue
-
-    async def on_message(message: AbstractIncomingMessage) -> None:
-        await message.ack()
-        TimedConsumer.clock.receive(message.message_id)
-
-    await (await bare_queue("baseline", BASELINE_KEY)).consume(on_message)
-
-    # The floor: each message recorded in its own bare asyncpg transaction, then acked.
-    floor_pool = await asyncpg.create_pool(
-        asyncpg_dsn(settings.database_url),
-        min_size=8,
-        max_size=8,
-        server_settings={"search_path": settings.db_schema},
-    )
-
-    async def on_floor_message(message: AbstractIncomingMessage) -> None:
-        envelope = Envelope.from_json(message.body)
-        async with floor_pool.acquire() as conn, conn.transaction():
+        engine = create_engine(settings)
+        async with engine.begin() as conn:
+            await conn.run_sync(plumbing.create_all)
+            # The trigger that wakes the relay is made by the plumbing's first revision, not
+            # by the table metadata: without it the relay would only poll, as no service does.
+            await conn.execute(text(NOTIFY_OUTBOX_FUNCTION))
             await conn.execute(
-                "INSERT INTO inbox_event (event_id, event_type) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING",
-                envelope.id,
-                envelope.type,
+                text(
+                    "CREATE TRIGGER outbox_event_notify AFTER INSERT ON outbox_event"
+                    " REFERENCING NEW TABLE AS inserted"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
+                )
             )
-        await message.ack()
-        TimedConsumer.clock.receive(message.message_id)
-
-    await (await bare_queue("floor", FLOOR_KEY)).consume(on_floor_message)
-    reader = asyncio.StreamReader()
-    await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-    )
-    gc.collect()
-    gc.freeze()  # as servicekit's Runtime does at start-up
-    print("ready", flush=True)
-    while line := await reader.readline():
-        TimedConsumer.clock = clock = Clock(int(line))
-        print("armed", flush=True)
-        await asyncio.wait_for(clock.done.wait(), timeout=300)
-        print(json.dumps(clock.received), flush=True)
-    consuming.cancel()
-    await connection.close()
-    await engine.dispose()
+            await conn.execute(
+                text("CREATE TABLE floor_row (id uuid PRIMARY KEY, body bytea NOT NULL)")
+            )
+            await conn.execute(text("CREATE TABLE timer_effect (timer_id uuid PRIMARY KEY)"))
+        await engine.dispose()
+        yield settings
 
 
 @contextlib.asynccontextmanager
@@ -376,74 +265,6 @@ async def _drive(
     await asyncio.gather(*in_flight)
 
 
-TIMERS = 10_000
-
-
-async def _timer_effect(session: AsyncSession, due: DueTimer) -> None:
-    """The benchmark's timer handler: one row written in the firing's transaction."""
-    await session.execute(text("INSERT INTO timer_effect (timer_id) VALUES (:id)"), {"id": due.id})
-
-
-async def fire_timers(settings: ServiceSettings, n: int = TIMERS) -> float:
-    """Seconds one timer worker takes to fire `n` timers that are all due at once."""
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO timer (kind, key, due_at)"
-                    " SELECT 'bench', g::text, now() FROM generate_series(1, :n) AS g"
-                ),
-                {"n": n},
-            )
-        worker = TimerWorker(settings, session_factory(engine), {"bench": _timer_effect})
-        started = time.monotonic()
-        firing = asyncio.create_task(worker.run())
-        try:
-            while True:
-                async with engine.connect() as conn:
-                    if not await conn.scalar(text("SELECT count(*) FROM timer")):
-                        break
-                await asyncio.sleep(0.02)
-            elapsed = time.monotonic() - started
-        finally:
-            firing.cancel()
-            await asyncio.gather(firing, return_exceptions=True)
-        async with engine.connect() as conn:
-            fired = await conn.scalar(text("SELECT count(*) FROM timer_effect"))
-        assert fired == n, f"{fired} of {n} timers left their row"
-        return elapsed
-    finally:
-        await engine.dispose()
-
-
-async def bare_transactions(settings: ServiceSettings, n: int = TIMERS) -> float:
-    """Seconds `n` transactions take that each write a row and delete it, committed on
-    ``timer_concurrency`` connections at once: the timer figure's baseline."""
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
-    pending = iter(range(n))
-
-    async def worker() -> None:
-        for _ in pending:
-            row = {"id": uuid.uuid4()}
-            async with sessions() as session, session.begin():
-                await session.execute(text("INSERT INTO timer_effect (timer_id) VALUES (:id)"), row)
-                await session.execute(text("DELETE FROM timer_effect WHERE timer_id = :id"), row)
-
-    try:
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(settings.timer_concurrency)))
-        return time.monotonic() - started
-    finally:
-        await engine.dispose()
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 1 min)")
@@ -456,7 +277,7 @@ async def main() -> None:
     rounds, n, latency_s = (3, 1000, 1.5) if args.quick else (5, 10000, 10.0)
     latency_n = int(args.rate * latency_s)
 
-    async with throwaway_database() as settings:
+    async with bench_schema() as settings:
         consumer = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -483,8 +304,12 @@ async def main() -> None:
                 for _ in range(rounds):
                     for kind in KINDS:
                         _, _, latencies = await producer.round(kind, latency_n, args.rate)
-                        figures.setdefault(f"{kind}_p50", []).append(_pct(latencies, 0.5))
-                        figures.setdefault(f"{kind}_p99", []).append(_pct(latencies, 0.99))
+                        figures.setdefault(f"{kind}_p50", []).append(
+                            percentile_rounded(latencies, 0.5)
+                        )
+                        figures.setdefault(f"{kind}_p99", []).append(
+                            percentile_rounded(latencies, 0.99)
+                        )
         finally:
             if consumer.stdin is not None:
                 consumer.stdin.close()
