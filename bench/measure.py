@@ -82,14 +82,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def percentile_rounded(values: Sequence[float], q: float) -> float:
-    """The `q` quantile of `values` at index round(q x (n - 1)) of the sorted values (ties
-    to even), as bench/pipeline.py has always reported its latencies; at most one rank
-    from `percentile`."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 # --- a throwaway database, a service's environment on it -----------------------------------
 
 

@@ -62,7 +62,7 @@ from bench.measure import (
     AMQP_URL,
     ROLE_PASSWORD,
     broker_prefix,
-    percentile_rounded,
+    percentile,
     throwaway_database,
 )
 from bench.pipeline_consumer import BASELINE_KEY, FLOOR_KEY, PREFETCH, serve_consumer
@@ -304,12 +304,8 @@ async def main() -> None:
                 for _ in range(rounds):
                     for kind in KINDS:
                         _, _, latencies = await producer.round(kind, latency_n, args.rate)
-                        figures.setdefault(f"{kind}_p50", []).append(
-                            percentile_rounded(latencies, 0.5)
-                        )
-                        figures.setdefault(f"{kind}_p99", []).append(
-                            percentile_rounded(latencies, 0.99)
-                        )
+                        figures.setdefault(f"{kind}_p50", []).append(percentile(latencies, 0.5))
+                        figures.setdefault(f"{kind}_p99", []).append(percentile(latencies, 0.99))
         finally:
             if consumer.stdin is not None:
                 consumer.stdin.close()
