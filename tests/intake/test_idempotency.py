@@ -203,10 +203,10 @@ async def test_a_retry_whose_key_was_forgotten_meanwhile_files_anew(
     assert first.status_code == 201
     look_up = idempotency.first_use
 
-    async def forgotten_first(session: AsyncSession, **kwargs: Any) -> Any:
+    async def forgotten_first(conn: asyncpg.Connection, **kwargs: Any) -> Any:
         """The maintenance loop forgets the key between the claim and the look-up."""
         await intake.runtime.prune("idempotency keys", _forget_all)
-        return await look_up(session, **kwargs)
+        return await look_up(conn, **kwargs)
 
     monkeypatch.setattr(idempotency, "first_use", forgotten_first)
     again = await intake.client.post("/v1/tickets", json=ticket_body(), headers=headers)

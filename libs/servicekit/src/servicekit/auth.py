@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit import driver
 from servicekit.deps import RuntimeDep
 from servicekit.problems import Forbidden, NotFound, Unauthorized
 from servicekit.tables import api_key
@@ -90,7 +92,7 @@ TOUCH_EVERY_S = 60
 
 _ACTIVE_KEY = (api_key.c.key_hash == bindparam("secret_hash"), api_key.c.revoked_at.is_(None))
 
-_LOOKUP = (
+_LOOKUP = driver.Statement(
     select(api_key.c.id, api_key.c.name, api_key.c.scopes)
     .where(*_ACTIVE_KEY)
     .add_cte(
@@ -108,25 +110,26 @@ _LOOKUP = (
 )
 """The key's principal; and its ``last_used_at``, if that is over a minute old. Most lookups
 write nothing, so they commit without a WAL flush; concurrent ones at the minute's turn
-re-check the condition on the row they waited for, and one of them writes."""
+re-check the condition on the row they waited for, and one of them writes. Run on the
+driver (`servicekit.driver`): every request of every service makes it."""
 
 
-async def authenticate(conn: AsyncConnection, secret: str) -> Principal | None:
+async def authenticate(conn: asyncpg.Connection, secret: str) -> Principal | None:
     """The principal for `secret`, or None if unknown or revoked (one statement: run it on an
     autocommit connection, or in a transaction that commits)."""
-    row = (await conn.execute(_LOOKUP, {"secret_hash": hash_key(secret)})).first()
+    row = await conn.fetchrow(_LOOKUP.sql, *_LOOKUP.args({"secret_hash": hash_key(secret)}))
     if row is None:
         return None
-    return Principal(row.id, row.name, frozenset(row.scopes))
+    return Principal(row["id"], row["name"], frozenset(row["scopes"]))
 
 
 def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a request whose bearer key holds one of `scopes`.
 
-    Every request runs it, so the key is looked up with one statement on a
-    pooled connection in autocommit mode (no BEGIN/COMMIT round trips), returned
-    before the route runs: a route never holds two connections at once, and none
-    while a slow client sends its body.
+    Every request runs it, so the key is looked up with one statement on the driver
+    (`servicekit.driver`), on a pooled connection in autocommit mode (no BEGIN/COMMIT
+    round trips), returned before the route runs: a route never holds two connections
+    at once, and none while a slow client sends its body.
     """
 
     async def dependency(
@@ -135,8 +138,7 @@ def require_scope(*scopes: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-        async with runtime.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with driver.connection(runtime.engine) as conn:
             principal = await authenticate(conn, credentials.credentials)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")

@@ -1,4 +1,7 @@
-"""Ticket routes: parse, call one use case, commit, respond."""
+"""Ticket routes: parse, call one use case, commit, respond.
+
+Filing runs on the driver, in a transaction of its own (see `intake.tickets.filing`);
+every other route on its session."""
 
 import uuid
 from typing import Annotated
@@ -34,8 +37,9 @@ from intake.schemas import (
     TicketStatus,
 )
 from intake.uploads import read_multipart
+from servicekit import driver
 from servicekit.api import UtcDatetime, media_type, parse_json, read_capped
-from servicekit.deps import SessionDep, commit
+from servicekit.deps import RuntimeDep, SessionDep, commit
 from servicekit.problems import UnsupportedMediaType
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
@@ -60,7 +64,7 @@ def _reply(filed: tickets.Filed) -> Response:
 )
 async def file_ticket(
     request: Request,
-    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Writer,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -69,14 +73,14 @@ async def file_ticket(
     media = media_type(request)
     if media == "application/json":
         data = parse_json(TicketCreate, await read_capped(request, settings.json_body_max_bytes))
-        filed = await tickets.file_ticket(
-            session=session,
-            data=data,
-            api_key_id=principal.key_id,
-            idempotency_key=idempotency_key,
-            settings=settings,
-        )
-        await commit(session)
+        async with driver.connection(runtime.engine) as conn, driver.transaction(conn):
+            filed = await tickets.file_ticket(
+                conn=conn,
+                data=data,
+                api_key_id=principal.key_id,
+                idempotency_key=idempotency_key,
+                settings=settings,
+            )
         return _reply(filed)
     if media != "multipart/form-data":
         raise UnsupportedMediaType("send application/json or multipart/form-data")
@@ -84,15 +88,16 @@ async def file_ticket(
         body = await read_multipart(request, settings)
         if "ticket" not in body.fields:
             raise Unprocessable("ticket", "send the ticket as JSON in a form field named 'ticket'")
-        filed = await tickets.file_ticket(
-            session=session,
-            data=parse_json(TicketCreate, body.fields["ticket"]),
-            uploads=[upload for _, upload in body.files],
-            api_key_id=principal.key_id,
-            idempotency_key=idempotency_key,
-            settings=settings,
-        )
-        await commit(session)
+        data = parse_json(TicketCreate, body.fields["ticket"])
+        async with driver.connection(runtime.engine) as conn, driver.transaction(conn):
+            filed = await tickets.file_ticket(
+                conn=conn,
+                data=data,
+                uploads=[upload for _, upload in body.files],
+                api_key_id=principal.key_id,
+                idempotency_key=idempotency_key,
+                settings=settings,
+            )
     return _reply(filed)
 
 

@@ -24,6 +24,7 @@ from intake.tickets.files import (
 )
 from intake.tickets.filing import Filed, replayed
 from intake.tickets.queries import parse_ref, ticket_ref
+from servicekit.driver import of_session
 
 _ATTACHMENTS = TypeAdapter(list[AttachmentRead])
 
@@ -53,7 +54,7 @@ async def add_attachments(
     content = _ATTACHMENTS.dump_json(added)
     if idempotency_key is not None:
         earlier = await idempotency.claim(
-            session,
+            await of_session(session),
             api_key_id=api_key_id,
             key=idempotency_key,
             request_hash=idempotency.fingerprint(
