@@ -73,3 +73,32 @@ async def test_a_filing_failing_on_a_busy_connection_is_503_only_around_a_restar
     if status == 503:
         assert int(response.headers["retry-after"]) > 0
     assert await intake.count("ticket") == 0
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+    ],
+)
+async def test_a_connection_refused_at_checkout_is_503_on_the_driver_and_the_session(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
+    """The pool wraps what asyncpg.connect raised in its dialect's own error class: the driver
+    path (the API-key lookup, filing) hands on asyncpg's, so both paths answer 503."""
+    await intake.runtime.engine.dispose()  # no idle connection left: the next request connects
+
+    async def refuse(*_: object, **__: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(asyncpg, "connect", refuse)
+    transport = httpx.ASGITransport(intake.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        filing_response = await client.post(
+            "/v1/tickets", json=ticket_body(), headers=intake.auth()
+        )
+        listing = await client.get("/v1/tickets", headers=intake.auth(intake.reader_key))
+    for response in (filing_response, listing):
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) > 0

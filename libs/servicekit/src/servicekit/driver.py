@@ -5,10 +5,12 @@ for every request under load do not: looking up the API key of each request
 (`servicekit.auth`) and filing a ticket (intake). SQLAlchemy's execution path (session,
 pool checkout, greenlet hops, parameter and result processing) costs a few tenths of a
 millisecond of CPU per statement beyond asyncpg's own work, and on these paths that is
-what the intake benchmark measures. On a quiet 2-core machine (2026-11-30, alternating
-quick runs of ``bench/intake.py``), filing kept 0.22-0.26 of the floor with both paths on
-SQLAlchemy (2.2-2.4 ms of CPU per ticket in the intake process) and 0.34-0.46 with both
-on the driver (1.4-1.6 ms); the target is 0.3 (docs/benchmarks.md).
+what the intake benchmark measures. On a 2-core machine (2026-11-30, alternating quick
+runs of ``bench/intake.py``), filing kept 0.20-0.26 of the floor with both paths on
+SQLAlchemy (2.8-3.5 ms of CPU per ticket in the intake process) and 0.36-0.44 with both
+on the driver (1.5-1.6 ms); a full five-round run on the driver, on the machine slowed by
+then, kept 0.30. The target is 0.3 (docs/benchmarks.md). The Idempotency-Key claim runs
+here too, also when the attachments route makes it inside its session (`of_session`).
 
 Such a path builds its statements with SQLAlchemy Core as usual, compiles each once with
 `Statement`, and runs it on an asyncpg connection from the same engine's pool::
@@ -29,6 +31,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -48,11 +51,21 @@ class Statement:
         assert isinstance(compiled, SQLCompiler)
         self.sql = str(compiled)
         self._names = tuple(compiled.positiontup or ())
-        self._fixed = dict(compiled.params)
+        # Values the statement fixes itself (literals); a bind parameter without one must be
+        # given to `args`: a missing one is an error, never a NULL.
+        self._fixed = {
+            name: value
+            for name, value in compiled.params.items()
+            if not compiled.binds[name].required
+        }
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        """The positional arguments for `params`; values fixed in the statement fill the rest."""
-        return [params[name] if name in params else self._fixed[name] for name in self._names]
+        """The positional arguments for `params`; values fixed in the statement fill the rest.
+        Values go to asyncpg as they are (SQLAlchemy's bind processing is skipped)."""
+        try:
+            return [params[name] if name in params else self._fixed[name] for name in self._names]
+        except KeyError as exc:
+            raise KeyError(f"no value for bind parameter {exc.args[0]!r}") from None
 
 
 @contextlib.asynccontextmanager
@@ -60,18 +73,27 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """An asyncpg connection from `engine`'s pool, returned to it afterwards.
 
     It is in autocommit mode: wrap work in `transaction`. A connection left inside a
-    transaction is discarded rather than reused. One that broke (the database restarted
-    or went away) is discarded with the pool's idle connections, as SQLAlchemy does on a
-    disconnect: they are as stale, and the next requests should not find out one by one.
+    transaction is discarded rather than reused. One that broke (the database restarted or
+    went away) is discarded, and so is every connection the pool made before it, each at
+    its next checkout, as SQLAlchemy does on a disconnect (`Pool._invalidate`, the one
+    private call here): they are as stale, and the next requests should not find out one
+    at a time. Connections other requests hold stay theirs until they return them.
+
+    A failed checkout raises what asyncpg raised (the pool raises its dialect's own error
+    class around it, which the outage checks of `servicekit.db` do not know).
     """
-    pooled = await engine.raw_connection()
+    try:
+        pooled = await engine.raw_connection()
+    except Exception as exc:
+        if isinstance(exc.__cause__, Exception) and not isinstance(exc, DBAPIError):
+            raise exc.__cause__ from exc
+        raise
     conn: asyncpg.Connection = pooled.driver_connection
     try:
         yield conn
     finally:
         if conn.is_closed():
-            await greenlet_spawn(pooled.invalidate)
-            await engine.dispose()
+            await greenlet_spawn(engine.sync_engine.pool._invalidate, pooled)
         elif conn.is_in_transaction():
             await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
@@ -79,8 +101,8 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
 
 @contextlib.asynccontextmanager
 async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """A request's transaction on `conn`: a COMMIT cut off raises `SaveUncertain`, as
-    `servicekit.deps.commit` does for a session (see there why)."""
+    """A request's transaction on `conn`: a COMMIT cut off raises `SaveUncertain`, by the
+    same rule as `servicekit.deps.commit` for a session (see there why)."""
     committing = False
     try:
         async with conn.transaction():
