@@ -2,7 +2,8 @@
 
 Keys carry 256 bits of randomness, so a fast hash is the right one: lookup is
 one indexed query and a leaked table reveals no usable key. The ``admin``
-scope grants every scope.
+scope grants every scope. Every request makes that query, so it runs on the driver
+(`servicekit.driver`, which says what that buys).
 """
 
 import hashlib

@@ -32,8 +32,8 @@ async def commit(session: AsyncSession) -> None:
     answered as usual (503, nothing saved); one lost during COMMIT leaves the outcome
     unknown, and the 503 says the change may have been saved: the server may have
     committed and failed only to answer (the commit waited on a lock, a deferred
-    constraint or a synchronous standby while the connection went). This is the one
-    place that tells the two apart.
+    constraint or a synchronous standby while the connection went). `servicekit.driver`'s
+    `transaction` applies the same rule to filing, the one path that commits on the driver.
     """
     await session.flush()
     raw = await (await session.connection()).get_raw_connection()

@@ -1,4 +1,8 @@
-"""Attachments added to a filed ticket, and serving an attachment's bytes."""
+"""Attachments added to a filed ticket, and serving an attachment's bytes.
+
+Adding runs in the route's session; its Idempotency-Key claim, shared with filing, runs on
+the session's own asyncpg connection inside that transaction (`servicekit.driver.of_session`).
+"""
 
 import uuid
 from collections.abc import Sequence

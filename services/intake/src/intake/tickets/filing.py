@@ -48,7 +48,8 @@ from servicekit.tables import outbox_event
 
 PRODUCER = "intake"
 
-# Built once: each filing runs them with its own parameters (and SQLAlchemy's compiled cache).
+# Built and compiled once (`servicekit.driver.Statement`): each filing runs them with its
+# own parameters.
 _TICKET_COLUMNS = [
     ticket.c[name]
     for name in (
