@@ -16,14 +16,13 @@ from contracts.intake import TicketFiled, TicketStatusChanged
 from contracts.notifier import Channel, PageNotified
 from intake.__main__ import SERVICE as INTAKE
 from servicekit.auth import create_api_key
+from tests.events import publish, tap
 from tests.harness import (
     InProcess,
     Throwaway,
-    publish,
     service_in_process,
     service_process,
     start_process,
-    tap,
     wait_connected,
 )
 from tests.smtp import SmtpServer

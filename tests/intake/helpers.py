@@ -24,7 +24,8 @@ from intake.settings import Settings
 from servicekit.auth import create_api_key
 from servicekit.runtime import Runtime
 from servicekit.tables import plumbing
-from tests.harness import AMQP_URL, Throwaway, publish
+from tests.events import publish
+from tests.harness import AMQP_URL, Throwaway
 
 MIGRATIONS = Path(intake.__file__).parent / "migrations"
 ALL_TABLES: dict[str, Table] = {**metadata.tables, **plumbing.tables}

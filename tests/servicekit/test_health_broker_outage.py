@@ -8,7 +8,8 @@ from contracts.intake import TicketFiled
 from intake.__main__ import SERVICE as INTAKE
 from servicekit.auth import create_api_key
 from servicekit.db import create_engine, session_factory
-from tests.harness import Throwaway, eventually, service_settings, start_process, tap
+from tests.events import tap
+from tests.harness import Throwaway, eventually, service_settings, start_process
 from tests.intake.helpers import ticket_body
 from tests.proxy import TcpProxy
 

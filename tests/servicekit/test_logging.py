@@ -21,8 +21,9 @@ from servicekit.deps import SessionDep
 from servicekit.logging import JsonFormatter, correlation_id, correlation_uuid
 from servicekit.outbox import add_event, publish
 from servicekit.runtime import create_service_app
-from tests.harness import Throwaway, tap, wait_connected
-from tests.harness import publish as harness_publish
+from tests.events import publish as harness_publish
+from tests.events import tap
+from tests.harness import Throwaway, wait_connected
 from tests.servicekit.helpers import PRODUCER, prepared, ticket_filed
 
 
