@@ -8,8 +8,8 @@ millisecond of CPU per statement beyond asyncpg's own work, and on these paths t
 what the intake benchmark measures. On a 2-core machine (2026-11-30, alternating quick
 runs of ``bench/intake.py``), filing kept 0.20-0.26 of the floor with both paths on
 SQLAlchemy (2.8-3.5 ms of CPU per ticket in the intake process) and 0.36-0.44 with both
-on the driver (1.5-1.6 ms); a full five-round run on the driver, on the machine slowed by
-then, kept 0.30. The target is 0.3 (docs/benchmarks.md). The Idempotency-Key claim runs
+on the driver (1.5-1.6 ms); two full five-round runs on the driver kept 0.30 (on the
+machine slowed by then) and 0.34. The target is 0.3 (docs/benchmarks.md). The Idempotency-Key claim runs
 here too, also when the attachments route makes it inside its session (`of_session`).
 
 Such a path builds its statements with SQLAlchemy Core as usual, compiles each once with
