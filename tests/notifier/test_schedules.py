@@ -7,7 +7,11 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
+from contracts import Envelope
+from contracts.products import ProductChanged
+from notifier import timeline
 from notifier.rotation import Layer, Override, Restriction, Schedule
+from servicekit.catalogue import on_product_changed
 from tests.notifier.helpers import Notifier
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -144,3 +148,24 @@ async def test_shifts_are_listed_and_a_bad_window_is_a_422(service: Notifier) ->
     )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "end"
+
+
+async def test_a_missing_escalation_policy_is_a_warning(service: Notifier) -> None:
+    """Until a default policy exists, an outage of a product without a policy of its own
+    pages nobody: the warnings (and /health) say so."""
+    warnings = (await service.get("/v1/warnings"))["warnings"]
+    assert "there is no escalation policy: an outage pages nobody" in warnings
+    alice = await service.person("Alice", "alice@ops.example")
+    await service.policy(("person", alice, 60), product="billing")
+    warnings = (await service.get("/v1/warnings"))["warnings"]
+    assert not any("escalation policy" in w for w in warnings)  # no other product is known
+    changed = ProductChanged(slug="canvas", name="Canvas", active=True, changed_at=timeline.now())
+    async with service.runtime.sessions() as session, session.begin():
+        await on_product_changed(session, changed, Envelope.wrap(changed, producer="intake"))
+    warnings = (await service.get("/v1/warnings"))["warnings"]
+    assert "there is no default escalation policy: an outage of canvas pages nobody" in warnings
+    assert not any("billing" in w for w in warnings)
+    await service.policy(("person", alice, 60))
+    assert not any(
+        "escalation policy" in w for w in (await service.get("/v1/warnings"))["warnings"]
+    )

@@ -1,5 +1,6 @@
 """Who is on call, over time: answers for ``/v1/oncall``, the iCal feeds and the warnings
-(a schedule with a gap in the coming days, a person nobody can reach)."""
+(a schedule with a gap in the coming days, a person nobody can reach, products whose
+outages would page nobody)."""
 
 import uuid
 from datetime import datetime, timedelta
@@ -9,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier import directory, schemas, timeline
-from notifier.models import person, schedule, schedule_layer
+from notifier.models import escalation_policy, person, schedule, schedule_layer
 from notifier.oncall import load_schedule
 from notifier.rotation import Shift
 from notifier.settings import Settings
+from servicekit.catalogue import list_products
 from servicekit.problems import NotFound
 
 FEED_PAST = timedelta(days=7)
@@ -114,4 +116,20 @@ async def warnings(session: AsyncSession, settings: Settings) -> list[str]:
         members.update(row.members)
     for row in await session.execute(select(person).where(person.c.id.in_(members))):
         found.extend((await directory.read_person(session, settings, row)).warnings)
+    found.extend(await _unpaged_products(session))
     return found
+
+
+async def _unpaged_products(session: AsyncSession) -> list[str]:
+    """Without a default escalation policy, an outage of a product with no policy of its
+    own opens a page that notifies nobody."""
+    policies = (await session.execute(select(escalation_policy.c.product_slug))).all()
+    if not policies:
+        return ["there is no escalation policy: an outage pages nobody"]
+    if await session.scalar(select(escalation_policy.c.id).where(escalation_policy.c.is_default)):
+        return []
+    covered = {row.product_slug for row in policies}
+    bare = [p.slug for p in await list_products(session) if p.slug not in covered]
+    return [
+        f"there is no default escalation policy: an outage of {slug} pages nobody" for slug in bare
+    ]
