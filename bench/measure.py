@@ -16,13 +16,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-import aio_pika
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from contracts.topology import SERVICES
 from servicekit.db import asyncpg_dsn, provision_schema
 from servicekit.settings import ServiceSettings
+from tests.harness import delete_broker_objects
 
 ADMIN_URL = os.environ.get(
     "KLAXON_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -185,30 +185,6 @@ async def server(args: Sequence[str], env: Mapping[str, str], port: int) -> Asyn
 # --- the broker ----------------------------------------------------------------------------
 
 
-async def delete_broker_objects(
-    prefix: str, services: Iterable[str] = SERVICES, queues: Iterable[str] = ()
-) -> None:
-    """Delete what a run declared under `prefix`: the events exchange and its alternate
-    (exchange and queue), each of `services`' queue and dead-letter exchange and queue, and
-    the queues `queues` (names under `prefix`). What is not there is passed over."""
-    names = [f"{prefix}.{service}" for service in services]
-    unrouted = f"{prefix}.events.unrouted"
-    queue_names = [*names, *(f"{n}.dead" for n in names), unrouted]
-    queue_names += [f"{prefix}.{queue}" for queue in queues]
-    exchanges = [f"{prefix}.events", unrouted, *(f"{n}.dead" for n in names)]
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        # A channel each: the broker closes the channel a failed delete was asked on.
-        for queue in queue_names:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue)
-        for exchange in exchanges:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
-
-
 @contextlib.asynccontextmanager
 async def broker_prefix(
     services: Iterable[str] = SERVICES, queues: Iterable[str] = ()
@@ -219,4 +195,4 @@ async def broker_prefix(
     try:
         yield prefix
     finally:
-        await delete_broker_objects(prefix, services, queues)
+        await delete_broker_objects(prefix, services, queues, amqp_url=AMQP_URL)

@@ -23,7 +23,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from contracts.topology import SERVICES
 from servicekit.cli import ServiceDefinition, migrate
 from servicekit.db import asyncpg_dsn, provision_schema
 from servicekit.migrations import upgrade
@@ -110,7 +111,7 @@ async def throwaway() -> AsyncIterator[Throwaway]:
     try:
         yield env
     finally:
-        await _delete_broker_objects(env.prefix)
+        await delete_broker_objects(env.prefix)
         admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -118,21 +119,26 @@ async def throwaway() -> AsyncIterator[Throwaway]:
             await admin.close()
 
 
-async def _delete_broker_objects(prefix: str) -> None:
-    """Delete the exchanges and queues a test declared under `prefix`."""
-    names = [f"{prefix}.{svc}" for svc in ("intake", "monitor", "notifier", "statuspage", "test")]
-    queues = [
-        *names,
-        *(f"{n}.dead" for n in names),
-        f"{prefix}.events.unrouted",
-        f"{prefix}.baseline",
-        f"{prefix}.tap",
-    ]
-    exchanges = [f"{prefix}.events", f"{prefix}.events.unrouted", *(f"{n}.dead" for n in names)]
+async def delete_broker_objects(
+    prefix: str,
+    services: Iterable[str] = (*SERVICES, "test"),
+    queues: Iterable[str] = ("baseline", "tap"),
+    *,
+    amqp_url: str = AMQP_URL,
+) -> None:
+    """Delete what a test or benchmark declared under `prefix`: the events exchange and its
+    alternate (exchange and queue), each of `services`' queue and dead-letter exchange and
+    queue, and the queues `queues` (names under `prefix`). What is not there is passed over."""
+    names = [f"{prefix}.{service}" for service in services]
+    unrouted = f"{prefix}.events.unrouted"
+    queue_names = [*names, *(f"{n}.dead" for n in names), unrouted]
+    queue_names += [f"{prefix}.{queue}" for queue in queues]
+    exchanges = [f"{prefix}.events", unrouted, *(f"{n}.dead" for n in names)]
     with contextlib.suppress(Exception):
-        connection = await aio_pika.connect(AMQP_URL, timeout=10)
+        connection = await aio_pika.connect(amqp_url, timeout=10)
         async with connection:
-            for queue in queues:
+            # A channel each: the broker closes the channel a failed delete was asked on.
+            for queue in queue_names:
                 channel = await connection.channel()
                 with contextlib.suppress(Exception):
                     await channel.queue_delete(queue)
