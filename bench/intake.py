@@ -55,7 +55,6 @@ from bench import intake_baseline  # noqa: E402
 from bench.http_load import Connection, closed_loop, open_connections  # noqa: E402
 from bench.measure import (  # noqa: E402
     broker_prefix,
-    free_port,
     machine_busy_s,
     percentile,
     process_cpu_s,
@@ -65,6 +64,7 @@ from bench.measure import (  # noqa: E402
     throwaway_database,
 )
 from servicekit.db import asyncpg_dsn  # noqa: E402
+from tests.harness import free_port  # noqa: E402
 
 TICKET = {
     "organization": "Bench Org",

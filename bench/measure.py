@@ -9,19 +9,18 @@ and ``KLAXON_BENCH_AMQP_URL``.
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from contracts.topology import SERVICES
-from servicekit.db import asyncpg_dsn, provision_schema
+from servicekit.db import provision_schema
 from servicekit.settings import ServiceSettings
+from tests import harness
 from tests.harness import delete_broker_objects
 
 ADMIN_URL = os.environ.get(
@@ -85,23 +84,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --- a throwaway database, a service's environment on it -----------------------------------
 
 
-@contextlib.asynccontextmanager
-async def throwaway_database() -> AsyncIterator[str]:
+def throwaway_database() -> contextlib.AbstractAsyncContextManager[str]:
     """Create a database for this run (dropped afterwards); yields its superuser URL."""
-    name = f"klaxon_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    return harness.throwaway_database(f"klaxon_bench_{uuid.uuid4().hex[:10]}", admin_url=ADMIN_URL)
 
 
 async def service_environment(
@@ -133,13 +118,6 @@ def settings_from(environment: Mapping[str, str], cls: type[S]) -> S:
 
 
 # --- server subprocesses -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A local TCP port nothing listens on now (bound once to pick it, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_listening(

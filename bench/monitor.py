@@ -52,7 +52,6 @@ import httpx  # noqa: E402
 
 from bench.measure import (  # noqa: E402
     AMQP_URL,
-    free_port,
     peak_rss_mb,
     percentile,
     process_cpu_s,
@@ -60,6 +59,7 @@ from bench.measure import (  # noqa: E402
 )
 from bench.monitor_target import run_baseline, serve_target  # noqa: E402
 from contracts import Envelope  # noqa: E402
+from tests.harness import free_port  # noqa: E402
 
 DETECT_INTERVAL_S = 3.0
 DETECT_RECHECK_S = 1.0

@@ -53,7 +53,6 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from bench.measure import (  # noqa: E402
     AMQP_URL,
     broker_prefix,
-    free_port,
     machine_busy_s,
     percentile,
     process_cpu_s,
@@ -62,6 +61,7 @@ from bench.measure import (  # noqa: E402
     settings_from,
     throwaway_database,
 )
+from tests.harness import free_port  # noqa: E402
 
 ONCALL = "oncall@bench.example"
 TARGET_PAGE_P99_MS = 300.0

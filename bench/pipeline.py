@@ -48,12 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
 import uvloop
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import greenlet_spawn
 
 # The repository root on the import path, for ``bench``.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,11 +67,13 @@ from bench.timer_firing import TIMERS, bare_transactions, fire_timers
 from contracts import Envelope
 from contracts.common import HealthState, Person, ProductRef, Severity
 from contracts.intake import TicketFiled
+from servicekit import driver
 from servicekit.bus import declare_events_exchange
 from servicekit.db import create_engine, provision_schema, session_factory
+from servicekit.migrations import upgrade
 from servicekit.outbox import Relay, add_event
 from servicekit.settings import ServiceSettings
-from servicekit.tables import NOTIFY_OUTBOX_FUNCTION, plumbing
+from tests.servicekit.helpers import MIGRATIONS as PLUMBING_MIGRATIONS
 
 PRODUCERS = 16
 KINDS = ("baseline", "pipeline", "floor")
@@ -98,9 +97,10 @@ def _payload(i: int) -> TicketFiled:
 
 @contextlib.asynccontextmanager
 async def bench_schema() -> AsyncIterator[ServiceSettings]:
-    """Settings of a 'bench' service on a throwaway database whose schema has the
-    plumbing's tables (and the outbox trigger), the floor's and the timers'; the database
-    and what was declared on the broker are dropped afterwards."""
+    """Settings of a 'bench' service on a throwaway database whose schema is migrated as a
+    service's is (the plumbing's first revision and branch, outbox trigger included), with
+    the floor's and the timers' tables; the database and what was declared on the broker
+    are dropped afterwards."""
     async with (
         throwaway_database() as url,
         broker_prefix(services=("bench",), queues=("baseline", "floor")) as prefix,
@@ -118,35 +118,15 @@ async def bench_schema() -> AsyncIterator[ServiceSettings]:
             consumer_prefetch=PREFETCH,
             db_pool_size=20,
         )
+        await upgrade(settings, PLUMBING_MIGRATIONS)
         engine = create_engine(settings)
         async with engine.begin() as conn:
-            await conn.run_sync(plumbing.create_all)
-            # The trigger that wakes the relay is made by the plumbing's first revision, not
-            # by the table metadata: without it the relay would only poll, as no service does.
-            await conn.execute(text(NOTIFY_OUTBOX_FUNCTION))
-            await conn.execute(
-                text(
-                    "CREATE TRIGGER outbox_event_notify AFTER INSERT ON outbox_event"
-                    " REFERENCING NEW TABLE AS inserted"
-                    " FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
-                )
-            )
             await conn.execute(
                 text("CREATE TABLE floor_row (id uuid PRIMARY KEY, body bytea NOT NULL)")
             )
             await conn.execute(text("CREATE TABLE timer_effect (timer_id uuid PRIMARY KEY)"))
         await engine.dispose()
         yield settings
-
-
-@contextlib.asynccontextmanager
-async def _driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A bare asyncpg connection from `engine`'s pool, for the floor (no SQLAlchemy)."""
-    pooled = await engine.raw_connection()
-    try:
-        yield pooled.driver_connection
-    finally:
-        await greenlet_spawn(pooled.close)
 
 
 class Producer:
@@ -182,7 +162,7 @@ class Producer:
 
     async def commit_then_publish(self, envelope: Envelope, sent: dict[str, float]) -> None:
         """Floor: commit one row bare, then publish bare (no outbox, no relay; not crash-safe)."""
-        async with _driver(self.engine) as conn, conn.transaction():
+        async with driver.connection(self.engine) as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO floor_row (id, body) VALUES ($1, $2)", envelope.id, envelope.to_json()
             )

@@ -47,7 +47,6 @@ from bench.http_load import Connection, closed_loop
 from bench.measure import (
     AMQP_URL,
     broker_prefix,
-    free_port,
     percentile,
     server,
     service_environment,
@@ -61,6 +60,7 @@ from servicekit.db import asyncpg_dsn
 from servicekit.migrations import upgrade
 from statuspage_sync.__main__ import SERVICE
 from statuspage_sync.settings import Settings
+from tests.harness import free_port
 
 PRODUCT = ProductRef(slug="canvas-hosting", name="Canvas Hosting")
 COMPONENTS = 8

@@ -97,26 +97,33 @@ class Throwaway:
 
 
 @contextlib.asynccontextmanager
-async def throwaway() -> AsyncIterator[Throwaway]:
-    """Create a database and a broker prefix; drop both afterwards."""
-    token = uuid.uuid4().hex[:12]
-    name = f"klaxon_t_{token}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+async def throwaway_database(name: str, *, admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
+    """Create the database `name` (dropped afterwards); yields its superuser URL."""
+    admin = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    env = Throwaway(database_url=url, prefix=f"t{token}")
     try:
-        yield env
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        await delete_broker_objects(env.prefix)
-        admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+        admin = await asyncpg.connect(asyncpg_dsn(admin_url))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def throwaway() -> AsyncIterator[Throwaway]:
+    """Create a database and a broker prefix; drop both afterwards."""
+    token = uuid.uuid4().hex[:12]
+    async with throwaway_database(f"klaxon_t_{token}") as url:
+        env = Throwaway(database_url=url, prefix=f"t{token}")
+        try:
+            yield env
+        finally:
+            await delete_broker_objects(env.prefix)
 
 
 async def delete_broker_objects(

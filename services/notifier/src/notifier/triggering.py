@@ -77,7 +77,16 @@ async def trigger(
     """Open a page for `dedup_key`, or join the open one; returns it (locked for this
     transaction) and whether it was opened now. The escalation policy is copied by the
     same statement."""
-    params = {
+    params = _page_params(dedup_key, product, source, summary, urgency)
+    row = (await session.execute(_TRIGGER, params)).one()
+    return row, bool(row.opened)
+
+
+def _page_params(
+    dedup_key: str, product: ProductRef, source: PageSource, summary: str, urgency: Urgency
+) -> dict[str, Any]:
+    """The parameters of `_TRIGGER` for a page that may be opened now."""
+    return {
         "id": uuid.uuid4(),
         "dedup_key": dedup_key,
         "product_slug": product.slug,
@@ -86,8 +95,6 @@ async def trigger(
         "summary": summary[:2000],
         "urgency": urgency.value,
     }
-    row = (await session.execute(_TRIGGER, params)).one()
-    return row, bool(row.opened)
 
 
 _TRIGGERED = _TRIGGER.cte("triggered")
@@ -136,13 +143,7 @@ async def trigger_for_ticket(
     whether it was opened now and whether the ticket was added (False: it already is in
     a page)."""
     params = {
-        "id": uuid.uuid4(),
-        "dedup_key": dedup_key,
-        "product_slug": product.slug,
-        "product_name": product.name,
-        "source": source.value,
-        "summary": summary[:2000],
-        "urgency": urgency.value,
+        **_page_params(dedup_key, product, source, summary, urgency),
         "ticket_id": ticket.ticket_id,
         "number": ticket.number,
         "reporter_name": ticket.reporter.name,

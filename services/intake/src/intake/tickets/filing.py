@@ -99,22 +99,10 @@ _FILE = Statement(
 outbox's own bound values, `OUTBOX_VALUES`), in one statement."""
 _INSERT_ATTACHMENT = Statement(
     insert(attachment).values(
-        {
-            name: bindparam(name)
-            for name in (
-                "id",
-                "ticket_id",
-                "filename",
-                "content_type",
-                "size_bytes",
-                "sha256",
-                "content",
-                "created_at",
-            )
-        }
+        {column.name: bindparam(column.name) for column in attachment.c if column.identity is None}
     )
 )
-"""An attachment row, as `attachment_rows` makes it."""
+"""An attachment row, as `attachment_rows` makes it (every column but the identity)."""
 
 
 @dataclass(frozen=True)
